@@ -1,0 +1,1 @@
+"""Gongping (公评): insurance service ratings portal."""

@@ -1,0 +1,248 @@
+"""The ratings ledger: sequencing, signed checkpoints, proofs and verification.
+
+Writers only store a leaf hash with their rating. The checkpointer, alone and in
+batches, appends not-yet-sequenced ratings to `ledger_entries` with gap-free leaf
+indices, extends the stored compact range (frontier) of the previous checkpoint and
+signs the new root (Ed25519 over a C2SP tlog-checkpoint note). See docs/ledger.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import Connection, Engine, func, select, text
+
+from portal import merkle
+from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
+from portal.errors import BadRequest, NotFound
+from portal.models import Checkpoint, LedgerEntry, Rating, RatingText
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+LOCK_ID = 7262002
+
+
+class LedgerError(RuntimeError):
+    """The stored ledger does not match what was signed: refuse to extend it."""
+
+
+@dataclass(frozen=True)
+class LedgerKey:
+    private: Ed25519PrivateKey
+    origin: str
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.private.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+    @property
+    def key_id(self) -> str:
+        """C2SP signed-note key ID: SHA-256(origin || 0x0A || 0x01 || public key)[:4], hex."""
+        return hashlib.sha256(self.origin.encode() + b"\n\x01" + self.public_bytes).digest()[:4].hex()
+
+    def as_json(self) -> dict[str, str]:
+        return {"key_id": self.key_id, "algorithm": "ed25519",
+                "public_key": base64.b64encode(self.public_bytes).decode()}
+
+
+def load_key(path: Path, origin: str, *, create: bool = False) -> LedgerKey:
+    """Read the signing key; with create=True generate it (mode 0600) when absent."""
+    if not path.exists():
+        if not create:
+            raise FileNotFoundError(f"ledger key {path} is missing: run `portal init`")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} does not hold an Ed25519 private key")
+    return LedgerKey(key, origin)
+
+
+def note_for(origin: str, size: int, root: bytes) -> str:
+    return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
+
+
+def checkpoint_json(cp: Any, origin: str) -> dict[str, Any]:
+    return {"origin": origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash,
+            "timestamp": timestamp(cp.timestamp), "note": cp.note,
+            "signature": cp.signature, "key_id": cp.key_id}
+
+
+def latest(conn: Connection) -> Any:
+    return conn.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).first()
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})
+    # SQLite: the transaction began IMMEDIATE, which already excludes other writers.
+
+
+def _previous(conn: Connection) -> tuple[int, list[bytes]]:
+    """Size and frontier of the last checkpoint, after checking both against what was signed."""
+    last = latest(conn)
+    size = int(conn.execute(select(func.count()).select_from(LedgerEntry)).scalar_one())
+    if last is None:
+        if size:
+            raise LedgerError(f"{size} ledger entries exist but no checkpoint signs them")
+        return 0, []
+    frontier = [bytes.fromhex(h) for h in json.loads(last.frontier)]
+    if merkle.frontier_root(frontier).hex() != last.root_hash:
+        raise LedgerError(f"checkpoint {last.tree_size}: stored frontier does not match its root")
+    if size != last.tree_size:
+        raise LedgerError(f"ledger has {size} entries, last checkpoint signs {last.tree_size}")
+    return last.tree_size, frontier
+
+
+def _pending(conn: Connection, limit: int) -> list[Any]:
+    seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
+    return list(conn.execute(
+        select(Rating.id, Rating.leaf_hash).where(~seq.exists())
+        .order_by(Rating.recorded_at, Rating.id).limit(limit)))
+
+
+def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | None:
+    """Sequence every pending rating and sign the new tree. None when nothing was pending."""
+    with engine.begin() as conn:
+        _lock(conn)
+        size, frontier = _previous(conn)
+        start = size
+        while rows := _pending(conn, batch):
+            entries = [{"leaf_index": size + i, "rating_id": r.id, "leaf_hash": r.leaf_hash,
+                        "sequenced_at": datetime.now(timezone.utc)} for i, r in enumerate(rows)]
+            conn.execute(LedgerEntry.__table__.insert(), entries)
+            frontier = merkle.frontier_extend(frontier, size, [bytes.fromhex(r.leaf_hash) for r in rows])
+            size += len(rows)
+        if size == start:
+            return None
+        root = merkle.frontier_root(frontier)
+        note = note_for(key.origin, size, root)
+        row = {"tree_size": size, "root_hash": root.hex(), "timestamp": datetime.now(timezone.utc),
+               "note": note, "signature": base64.b64encode(key.private.sign(note.encode())).decode(),
+               "key_id": key.key_id, "frontier": json.dumps([h.hex() for h in frontier])}
+        conn.execute(Checkpoint.__table__.insert(), [row])
+        return conn.execute(select(Checkpoint).where(Checkpoint.tree_size == size)).first()
+
+
+def _leaves(conn: Connection, size: int) -> list[bytes]:
+    rows = conn.execute(select(LedgerEntry.leaf_hash).where(LedgerEntry.leaf_index < size)
+                        .order_by(LedgerEntry.leaf_index))
+    return [bytes.fromhex(h) for (h,) in rows]
+
+
+def inclusion(conn: Connection, rating_id: str) -> dict[str, Any]:
+    """Leaf index and inclusion proof of a rating against the latest checkpoint."""
+    entry = conn.execute(select(LedgerEntry).where(LedgerEntry.rating_id == rating_id)).first()
+    cp = latest(conn)
+    if entry is None or cp is None or entry.leaf_index >= cp.tree_size:
+        exists = conn.execute(select(Rating.id).where(Rating.id == rating_id)).first()
+        if exists is None:
+            raise NotFound("There is no rating %(id)s.", id=rating_id[:40])
+        raise NotFound("Rating %(id)s is not in a signed checkpoint yet; try again in a few "
+                       "minutes.", code="not_yet_sequenced", id=rating_id)
+    proof = merkle.inclusion_proof(_leaves(conn, cp.tree_size), entry.leaf_index, cp.tree_size)
+    return {"id": rating_id, "leaf_index": entry.leaf_index, "leaf_hash": entry.leaf_hash,
+            "tree_size": cp.tree_size, "proof": [p.hex() for p in proof], "checkpoint": cp}
+
+
+def consistency(conn: Connection, first: int, second: int) -> list[str]:
+    cp = latest(conn)
+    top = cp.tree_size if cp else 0
+    if not 1 <= first <= second <= top:
+        raise BadRequest("Sizes must satisfy 1 <= from <= to <= %(size)s.", field="from",
+                         code="invalid_range", size=top)
+    return [p.hex() for p in merkle.consistency_proof(_leaves(conn, second), first, second)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    rating_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"rating {self.rating_id}: {self.message}" if self.rating_id else self.message
+
+
+def _check_rating(r: Any) -> Iterator[Problem]:
+    recomputed = rating_leaf_hash(r._mapping)
+    if recomputed != r.leaf_hash:
+        yield Problem(r.id, "stored data no longer matches its leaf hash")
+    if r.body is not None and not r.redacted and r.text_hash != text_commitment(
+            bytes.fromhex(r.salt), r.body):
+        yield Problem(r.id, "text no longer matches its commitment")
+
+
+def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Problem]:
+    """Recompute every leaf, the tree at each checkpoint and each signature."""
+    problems: list[Problem] = []
+    with engine.connect() as conn:
+        checkpoints = {c.tree_size: c for c in conn.execute(select(Checkpoint))}
+        cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
+        stmt = (select(LedgerEntry.leaf_index, LedgerEntry.leaf_hash.label("ledger_hash"),
+                       LedgerEntry.rating_id.label("entry_rating"), *cols)
+                .select_from(LedgerEntry).outerjoin(Rating, Rating.id == LedgerEntry.rating_id)
+                .outerjoin(RatingText, RatingText.rating_id == Rating.id)
+                .order_by(LedgerEntry.leaf_index))
+        frontier: list[bytes] = []
+        size = 0
+        for r in conn.execution_options(yield_per=10_000).execute(stmt):
+            if r.leaf_index != size:
+                problems.append(Problem(None, f"ledger gap: leaf {size} is missing"))
+                break
+            if r.id is None:
+                problems.append(Problem(r.entry_rating, f"leaf {size}: the rating row is gone"))
+            else:
+                problems.extend(_check_rating(r))
+                if r.ledger_hash != r.leaf_hash:
+                    problems.append(Problem(r.id, f"leaf {size}: ledger and rating hashes differ"))
+            frontier = merkle.frontier_append(frontier, size, bytes.fromhex(r.ledger_hash))
+            size += 1
+            if size in checkpoints:
+                problems.extend(_check_checkpoint(checkpoints.pop(size), frontier, public, origin))
+        problems.extend(Problem(None, f"checkpoint {s}: covers leaves that do not exist")
+                        for s in sorted(checkpoints))
+        problems.extend(_verify_pending(conn))
+    return problems
+
+
+def _check_checkpoint(cp: Any, frontier: list[bytes], public: Ed25519PublicKey,
+                      origin: str) -> Iterator[Problem]:
+    root = merkle.frontier_root(frontier)
+    if root.hex() != cp.root_hash:
+        yield Problem(None, f"checkpoint {cp.tree_size}: root does not match the ledger leaves "
+                            "(a sequenced leaf was changed)")
+    if cp.note != note_for(origin, cp.tree_size, bytes.fromhex(cp.root_hash)):
+        yield Problem(None, f"checkpoint {cp.tree_size}: note does not match its fields")
+    try:
+        public.verify(base64.b64decode(cp.signature), cp.note.encode())
+    except (InvalidSignature, ValueError):
+        yield Problem(None, f"checkpoint {cp.tree_size}: bad signature")
+
+
+def _verify_pending(conn: Connection) -> Iterator[Problem]:
+    seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
+    cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
+    stmt = (select(*cols).outerjoin(RatingText, RatingText.rating_id == Rating.id)
+            .where(~seq.exists()))
+    for r in conn.execution_options(yield_per=10_000).execute(stmt):
+        yield from _check_rating(r)
+
+
+def recorded(cp: Any) -> datetime:
+    return utc(cp.timestamp)

@@ -1,0 +1,285 @@
+"""SQLModel tables. Append-only tables are listed in APPEND_ONLY (enforced by triggers)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+STAGES = ("issuance", "renewal", "claim")
+CHANNELS = ("counter", "phone", "web")
+ROLES = ("teller", "agent", "call_agent", "adjuster")
+USER_ROLES = ("regulator", "insurer", "admin")
+
+# Rows of these tables are never updated or deleted, by anyone (design.md invariant 1, 3).
+APPEND_ONLY = ("ratings", "ledger_entries", "checkpoints", "audit_events")
+
+
+class Stage(StrEnum):
+    issuance = "issuance"
+    renewal = "renewal"
+    claim = "claim"
+
+
+class Channel(StrEnum):
+    counter = "counter"
+    phone = "phone"
+    web = "web"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def tz_field(*, nullable: bool = False, index: bool = False, now: bool = False) -> Any:
+    """A timezone-aware timestamp column (timestamptz on PostgreSQL)."""
+    column = Column(DateTime(timezone=True), nullable=nullable, index=index,
+                    default=utcnow if now else None)
+    if now:
+        return Field(default_factory=utcnow, sa_column=column)
+    return Field(default=None, sa_column=column)
+
+
+def flag(default: bool) -> Any:
+    """A boolean with a database default, so Core inserts may leave it out."""
+    return Field(default=default, sa_column_kwargs={"server_default": text(str(default).lower())})
+
+
+class Insurer(SQLModel, table=True):
+    __tablename__ = "insurers"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=16, unique=True)
+    name: str = Field(max_length=100)
+    created_at: datetime = tz_field(now=True)
+
+
+class Branch(SQLModel, table=True):
+    __tablename__ = "branches"
+    __table_args__ = (UniqueConstraint("insurer_id", "code"),)
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    code: str = Field(max_length=32)
+    name: str = Field(max_length=100)
+    region: str = Field(max_length=6, index=True)  # GB/T 2260 code, e.g. 430200
+
+
+class Staff(SQLModel, table=True):
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("insurer_id", "staff_no"),)
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    branch_id: int | None = Field(default=None, foreign_key="branches.id", index=True)
+    staff_no: str = Field(max_length=32)
+    name: str = Field(max_length=50)
+    role: str = Field(max_length=16)
+    active: bool = flag(True)
+
+
+class Rating(SQLModel, table=True):
+    """One customer's score. Append-only: corrections are new rows with `corrects_id`."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (
+        UniqueConstraint("source", "idempotency_key"),
+        Index("ix_ratings_insurer_occurred", "insurer_id", "occurred_at"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    insurer_id: int = Field(foreign_key="insurers.id")
+    branch_id: int | None = Field(default=None, foreign_key="branches.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    stage: str = Field(max_length=10)
+    channel: str = Field(max_length=10)
+    scale: int
+    value: int
+    score: int  # normalised 0-100
+    top_box: bool
+    bottom_box: bool
+    verified: bool
+    occurred_at: datetime = tz_field()
+    recorded_at: datetime = tz_field(index=True)
+    text_hash: str | None = Field(default=None, max_length=64)
+    corrects_id: str | None = Field(default=None, foreign_key="ratings.id", max_length=32)
+    source: str = Field(max_length=64)  # who submitted: device:N, client:N, web
+    idempotency_key: str = Field(max_length=128)
+    fingerprint: str = Field(max_length=64)  # hash of the normalised request body
+    leaf_hash: str = Field(max_length=64)
+
+
+class RatingText(SQLModel, table=True):
+    """The written review beside its rating; the rating commits to it by hash."""
+
+    __tablename__ = "rating_texts"
+    rating_id: str = Field(primary_key=True, foreign_key="ratings.id", max_length=32)
+    salt: str = Field(max_length=32)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    hidden: bool = flag(False)  # an approved takedown hides it; the score keeps counting
+    redacted: bool = flag(False)  # personal data removed from `body`; commitment kept
+    hidden_at: datetime | None = tz_field(nullable=True)
+
+
+class Reply(SQLModel, table=True):
+    __tablename__ = "replies"
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
+    insurer_id: int | None = Field(default=None, foreign_key="insurers.id")
+    author: str = Field(max_length=16)  # insurer | reviewer
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    change_made: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = tz_field(now=True)
+    updated_at: datetime | None = tz_field(nullable=True)
+
+
+class TakedownRequest(SQLModel, table=True):
+    __tablename__ = "takedown_requests"
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    reason: str = Field(max_length=20)  # personal_data|abuse|defamation|spam|unrelated
+    explanation: str = Field(sa_column=Column(Text, nullable=False))
+    requested_by: int = Field(foreign_key="users.id")
+    requested_at: datetime = tz_field(now=True)
+    status: str = Field(default="pending", max_length=10,
+                        sa_column_kwargs={"server_default": "pending"})
+
+
+class TakedownDecision(SQLModel, table=True):
+    __tablename__ = "takedown_decisions"
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="takedown_requests.id", unique=True)
+    decision: str = Field(max_length=10)  # approved | rejected
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    decided_by: int = Field(foreign_key="users.id")
+    decided_at: datetime = tz_field(now=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    __tablename__ = "audit_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = tz_field(now=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject: str = Field(max_length=64)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+
+
+class Device(SQLModel, table=True):
+    __tablename__ = "devices"
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    branch_id: int = Field(foreign_key="branches.id")
+    token_hash: str = Field(max_length=64, unique=True)
+    created_at: datetime = tz_field(now=True)
+    last_seen_at: datetime | None = tz_field(nullable=True)
+    revoked_at: datetime | None = tz_field(nullable=True)
+
+
+class ApiClient(SQLModel, table=True):
+    __tablename__ = "api_clients"
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    client_id: str = Field(max_length=40, unique=True)
+    secret: str = Field(max_length=128)  # HMAC needs the secret itself
+    created_at: datetime = tz_field(now=True)
+    revoked_at: datetime | None = tz_field(nullable=True)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str = Field(max_length=200)
+    role: str = Field(max_length=16)  # regulator | insurer | admin
+    insurer_id: int | None = Field(default=None, foreign_key="insurers.id")
+    active: bool = flag(True)
+    created_at: datetime = tz_field(now=True)
+
+
+class LoginSession(SQLModel, table=True):
+    """Server-side login session: the cookie holds a token, the table its SHA-256."""
+
+    __tablename__ = "login_sessions"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = tz_field(now=True)
+    last_seen_at: datetime = tz_field(now=True)
+    ended_at: datetime | None = tz_field(nullable=True)
+
+
+class LoginAttempt(SQLModel, table=True):
+    __tablename__ = "login_attempts"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = tz_field(now=True, index=True)
+    username: str = Field(max_length=64, index=True)
+    ip: str = Field(max_length=64, index=True)
+    success: bool
+
+
+class LedgerEntry(SQLModel, table=True):
+    """Sequenced leaves: leaf_index is gap-free, assigned only by the checkpointer."""
+
+    __tablename__ = "ledger_entries"
+    leaf_index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    rating_id: str = Field(foreign_key="ratings.id", unique=True, max_length=32)
+    leaf_hash: str = Field(max_length=64)
+    sequenced_at: datetime = tz_field(now=True)
+
+
+class Checkpoint(SQLModel, table=True):
+    __tablename__ = "checkpoints"
+    tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: str = Field(max_length=64)
+    timestamp: datetime = tz_field()
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    signature: str = Field(max_length=200)  # base64 Ed25519 over `note`
+    key_id: str = Field(max_length=16)
+    frontier: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of hex subtree roots
+
+
+class Outbox(SQLModel, table=True):
+    """Work to do after commit (search indexing), written in the rating's transaction."""
+
+    __tablename__ = "outbox"
+    id: int | None = Field(default=None, primary_key=True)
+    topic: str = Field(max_length=32)
+    ref: str = Field(max_length=64)
+    created_at: datetime = tz_field(now=True)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    done_at: datetime | None = tz_field(nullable=True, index=True)
+
+
+class RollupDaily(SQLModel, table=True):
+    """Per day (China time) x insurer x branch x stage x channel x verified. branch 0 = none."""
+
+    __tablename__ = "rollup_daily"
+    day: date = Field(primary_key=True)
+    insurer_id: int = Field(primary_key=True)
+    branch_id: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=10)
+    channel: str = Field(primary_key=True, max_length=10)
+    verified: bool = Field(primary_key=True)
+    n: int = 0
+    sum_score: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sum_sq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    top: int = 0
+    bottom: int = 0
+
+
+class RollupStaffDaily(SQLModel, table=True):
+    """Per day x staff x stage x channel, for star levels."""
+
+    __tablename__ = "rollup_staff_daily"
+    day: date = Field(primary_key=True)
+    staff_id: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=10)
+    channel: str = Field(primary_key=True, max_length=10)
+    n: int = 0
+    sum_score: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sum_sq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    top: int = 0
+    bottom: int = 0

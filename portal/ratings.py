@@ -1,0 +1,252 @@
+"""The one write path for ratings: record() validates, normalises, hashes and stores.
+
+Counter, phone and web adapters all end here. In ONE transaction it inserts the
+rating, its text, the rollup increments and an outbox row for search; the receipt
+is returned only after that transaction commits (design.md invariants 1-6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+from sqlalchemy.exc import IntegrityError
+
+from portal import rollups
+from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
+from portal.errors import Conflict, Invalid
+from portal.models import CHANNELS, STAGES, Branch, Insurer, Outbox, Rating, RatingText, Staff
+
+MAX_TEXT = 2000
+CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
+SCALES = {"counter": (3,), "phone": (3, 5), "web": (5,)}
+ALLOWED_CONTROLS = {"\n", "\t"}
+
+
+@dataclass(frozen=True)
+class RatingIn:
+    """What an adapter hands to record(). Codes, not ids: adapters speak the domain."""
+
+    insurer: str
+    stage: str
+    channel: str
+    scale: int  # 5: 1..5, 5 best; 3: 1 satisfied, 2 basically satisfied, 3 dissatisfied
+    value: int
+    occurred_at: datetime
+    source: str  # who submitted it: "device:12", "client:3", "web"
+    idempotency_key: str
+    branch: str | None = None
+    staff_no: str | None = None
+    text: str | None = None
+    verified: bool = True
+    corrects: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    id: str
+    leaf_hash: str
+    recorded_at: datetime
+    replayed: bool = False
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.id, "leaf_hash": self.leaf_hash, "recorded_at": timestamp(self.recorded_at)}
+
+
+def normalise_score(scale: int, value: int) -> tuple[int, bool, bool]:
+    """(score 0-100, top box, bottom box). 5-point: (v-1)*25; 3-level: 100/50/0."""
+    if scale == 5:
+        return (value - 1) * 25, value == 5, value <= 2
+    return {1: 100, 2: 50, 3: 0}[value], value == 1, value == 3
+
+
+def clean_text(text: str | None) -> str | None:
+    """NFC, CRLF -> LF, trimmed; None when empty. Raises Invalid for bad text."""
+    if text is None:
+        return None
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").strip()
+    if not text:
+        return None
+    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs", "Co")
+                and c not in ALLOWED_CONTROLS), None)
+    if bad is not None:
+        raise Invalid("The text contains a control character (U+%(cp)s).", field="text",
+                      code="control_character", cp=f"{ord(bad):04X}")
+    if len(text) > MAX_TEXT:
+        raise Invalid("The text is %(length)s characters long; at most %(max)s are allowed.",
+                      field="text", code="text_too_long", length=len(text), max=MAX_TEXT)
+    return text
+
+
+def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetime]:
+    """Checks that need no database. Returns the cleaned text and UTC occurred_at."""
+    if r.stage not in STAGES:
+        raise Invalid("Unknown stage “%(value)s”: use issuance, renewal or claim.",
+                      field="stage", code="invalid_stage", value=str(r.stage)[:40])
+    if r.channel not in CHANNELS:
+        raise Invalid("Unknown channel “%(value)s”: use counter, phone or web.",
+                      field="channel", code="invalid_channel", value=str(r.channel)[:40])
+    if r.scale not in SCALES[r.channel]:
+        raise Invalid("The %(channel)s channel does not rate on a %(scale)s-point scale.",
+                      field="scale", code="invalid_scale", channel=r.channel, scale=r.scale)
+    if isinstance(r.value, bool) or not isinstance(r.value, int) or not 1 <= r.value <= r.scale:
+        raise Invalid("Score %(value)s is out of range: use 1 to %(scale)s.",
+                      field="value", code="score_out_of_range", value=r.value, scale=r.scale)
+    if r.occurred_at.tzinfo is None:
+        raise Invalid("The time needs a time zone offset.", field="occurred_at",
+                      code="missing_offset")
+    occurred = utc(r.occurred_at)
+    if occurred > now + timedelta(seconds=skew):
+        raise Invalid("The time %(value)s is in the future.", field="occurred_at",
+                      code="time_in_future", value=r.occurred_at.isoformat())
+    if not r.idempotency_key or len(r.idempotency_key) > 128 or not r.idempotency_key.isprintable():
+        raise Invalid("An idempotency key of 1 to 128 printable characters is required.",
+                      field="idempotency_key", code="invalid_idempotency_key")
+    return clean_text(r.text), occurred
+
+
+def fingerprint(r: RatingIn, text: str | None, occurred: datetime) -> str:
+    body = asdict(r) | {"text": text, "occurred_at": timestamp(occurred)}
+    body.pop("idempotency_key")
+    raw = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class _Subjects:
+    """Resolves insurer/branch/staff codes to rows, cached for one batch."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.cache: dict[tuple[Any, ...], Any] = {}
+
+    def _one(self, key: tuple[Any, ...], stmt: Any) -> Any:
+        if key not in self.cache:
+            self.cache[key] = self.conn.execute(stmt).first()
+        return self.cache[key]
+
+    def resolve(self, r: RatingIn) -> tuple[int, int | None, int | None]:
+        ins = self._one(("i", r.insurer), select(Insurer.id).where(Insurer.code == r.insurer))
+        if ins is None:
+            raise Invalid("Unknown insurer “%(value)s”.", field="insurer",
+                          code="unknown_insurer", value=r.insurer)
+        branch_id = staff_id = None
+        if r.branch is not None:
+            row = self._one(("b", ins.id, r.branch), select(Branch.id).where(
+                Branch.insurer_id == ins.id, Branch.code == r.branch))
+            if row is None:
+                raise Invalid("Insurer %(insurer)s has no branch “%(value)s”.", field="branch",
+                              code="unknown_branch", insurer=r.insurer, value=r.branch)
+            branch_id = row.id
+        if r.staff_no is not None:
+            row = self._one(("s", ins.id, r.staff_no), select(Staff.id, Staff.branch_id).where(
+                Staff.insurer_id == ins.id, Staff.staff_no == r.staff_no, Staff.active))
+            if row is None:
+                raise Invalid("Insurer %(insurer)s has no staff member with number “%(staff_no)s”.",
+                              field="staff_no", code="unknown_staff",
+                              insurer=r.insurer, staff_no=r.staff_no)
+            staff_id = row.id
+            branch_id = branch_id if branch_id is not None else row.branch_id
+        return ins.id, branch_id, staff_id
+
+    def check_correction(self, r: RatingIn, insurer_id: int) -> None:
+        if r.corrects is None:
+            return
+        row = self.conn.execute(select(Rating.insurer_id).where(Rating.id == r.corrects)).first()
+        if row is None or row.insurer_id != insurer_id:
+            raise Invalid("There is no rating %(id)s of this insurer to correct.",
+                          field="corrects", code="unknown_rating", id=r.corrects)
+
+
+def _existing(conn: Connection, r: RatingIn, fp: str) -> Receipt | None:
+    row = conn.execute(select(Rating.id, Rating.leaf_hash, Rating.recorded_at, Rating.fingerprint)
+                       .where(Rating.source == r.source,
+                              Rating.idempotency_key == r.idempotency_key)).first()
+    if row is None:
+        return None
+    if row.fingerprint != fp:
+        raise Conflict("This idempotency key was already used for a different rating.",
+                       field="idempotency_key", code="idempotency_conflict")
+    return Receipt(row.id, row.leaf_hash, utc(row.recorded_at), replayed=True)
+
+
+def _build(r: RatingIn, subjects: _Subjects, text: str | None, occurred: datetime, fp: str,
+           recorded: datetime) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    insurer_id, branch_id, staff_id = subjects.resolve(r)
+    subjects.check_correction(r, insurer_id)
+    score, top, bottom = normalise_score(r.scale, r.value)
+    rid = secrets.token_hex(16)
+    salt = secrets.token_bytes(16)
+    row: dict[str, Any] = dict(
+        id=rid, insurer_id=insurer_id, branch_id=branch_id, staff_id=staff_id, stage=r.stage,
+        channel=r.channel, scale=r.scale, value=r.value, score=score, top_box=top,
+        bottom_box=bottom, verified=r.verified, occurred_at=occurred, recorded_at=recorded,
+        text_hash=text_commitment(salt, text) if text else None, corrects_id=r.corrects,
+        source=r.source, idempotency_key=r.idempotency_key, fingerprint=fp,
+    )
+    row["leaf_hash"] = rating_leaf_hash(row)
+    text_row = dict(rating_id=rid, salt=salt.hex(), body=text) if text else None
+    return row, text_row
+
+
+def record(engine: Engine, rating: RatingIn, *, skew: int = 120) -> Receipt:
+    """Store one rating; the receipt means it is committed."""
+    return record_batch(engine, [rating], skew=skew)[0]
+
+
+def record_batch(engine: Engine, ratings: Sequence[RatingIn], *, skew: int = 120,
+                 recorded_at: datetime | None = None) -> list[Receipt]:
+    """Store many ratings in one transaction: all or nothing.
+
+    `recorded_at` is only for loading historical data (demo, imports); live writes use now.
+    """
+    for attempt in range(2):
+        try:
+            return _record_batch(engine, ratings, skew, recorded_at)
+        except IntegrityError:
+            # A concurrent request with the same idempotency key won the race; on the
+            # retry _existing() finds its row and we answer as a replay.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record_batch(engine: Engine, ratings: Sequence[RatingIn], skew: int,
+                  recorded_at: datetime | None) -> list[Receipt]:
+    now = datetime.now(timezone.utc)
+    receipts: list[Receipt] = []
+    rows: list[dict[str, Any]] = []
+    texts: list[dict[str, Any]] = []
+    with engine.begin() as conn:
+        subjects = _Subjects(conn)
+        for r in ratings:
+            text, occurred = validate(r, now, skew)
+            fp = fingerprint(r, text, occurred)
+            done = _existing(conn, r, fp)
+            if done is not None:
+                receipts.append(done)
+                continue
+            recorded = utc(recorded_at) if recorded_at else now
+            row, text_row = _build(r, subjects, text, occurred, fp, recorded)
+            rows.append(row)
+            texts.extend([text_row] if text_row else [])
+            receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
+        if rows:
+            conn.execute(Rating.__table__.insert(), rows)
+            if texts:
+                conn.execute(RatingText.__table__.insert(), texts)
+            rollups.add(conn, rows, day_of)
+            conn.execute(Outbox.__table__.insert(),
+                         [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows])
+    return receipts
+
+
+def day_of(occurred: datetime) -> date:
+    """The China-time calendar day a rating counts for."""
+    return utc(occurred).astimezone(CHINA).date()

@@ -1,0 +1,74 @@
+"""Rollups: the aggregates rankings read, kept up to date in each rating's transaction."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal.models import Rating, RollupDaily, RollupStaffDaily
+
+MEASURES = ("n", "sum_score", "sum_sq", "top", "bottom")
+DAILY: Table = RollupDaily.__table__  # type: ignore[assignment]
+STAFF: Table = RollupStaffDaily.__table__  # type: ignore[assignment]
+
+
+def _increments(rows: Iterable[Mapping[str, Any]], day_of: Callable[[datetime], date],
+                ) -> tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]]:
+    daily: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    staff: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for r in rows:
+        day = day_of(r["occurred_at"])
+        m = (1, r["score"], r["score"] ** 2, int(bool(r["top_box"])), int(bool(r["bottom_box"])))
+        key = (day, r["insurer_id"], r["branch_id"] or 0, r["stage"], r["channel"],
+               bool(r["verified"]))
+        daily[key] = [a + b for a, b in zip(daily[key], m, strict=True)]
+        if r["staff_id"] is not None:
+            skey = (day, r["staff_id"], r["stage"], r["channel"])
+            staff[skey] = [a + b for a, b in zip(staff[skey], m, strict=True)]
+    return daily, staff
+
+
+def _upsert(conn: Connection, table: Table, keys: tuple[str, ...],
+            increments: dict[tuple[Any, ...], list[int]]) -> None:
+    if not increments:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    values = [dict(zip(keys, k, strict=True)) | dict(zip(MEASURES, m, strict=True))
+              for k, m in sorted(increments.items())]  # sorted: a fixed lock order, no deadlocks
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={m: table.c[m] + stmt.excluded[m] for m in MEASURES},
+    )
+    conn.execute(stmt, values)
+
+
+DAILY_KEYS = ("day", "insurer_id", "branch_id", "stage", "channel", "verified")
+STAFF_KEYS = ("day", "staff_id", "stage", "channel")
+
+
+def add(conn: Connection, rows: Iterable[Mapping[str, Any]],
+        day_of: Callable[[datetime], date]) -> None:
+    daily, staff = _increments(rows, day_of)
+    _upsert(conn, DAILY, DAILY_KEYS, daily)
+    _upsert(conn, STAFF, STAFF_KEYS, staff)
+
+
+def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 50_000) -> int:
+    """Recompute every rollup from the ratings themselves. Returns the ratings read."""
+    conn.execute(delete(DAILY))
+    conn.execute(delete(STAFF))
+    cols = [Rating.occurred_at, Rating.insurer_id, Rating.branch_id, Rating.staff_id,
+            Rating.stage, Rating.channel, Rating.verified, Rating.score, Rating.top_box,
+            Rating.bottom_box]
+    result = conn.execution_options(yield_per=batch).execute(select(*cols))
+    total = 0
+    for part in result.mappings().partitions():
+        add(conn, part, day_of)
+        total += len(part)
+    return total

@@ -1,0 +1,80 @@
+"""Shared fixtures: a migrated database (SQLite file or a fresh PostgreSQL database).
+
+TEST_DATABASE_URL picks the server: unset -> a SQLite file per test session;
+postgresql+psycopg://... -> a database `gongping_test_<pid>` created on that server and
+dropped afterwards. The app connects as the restricted role, as in production.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from portal.config import Settings, load_settings
+from portal.db import make_engine, migrate
+
+CI = os.environ.get("CI") == "true"
+
+
+def _postgres_database(url: str) -> Iterator[str]:
+    name = f"gongping_test_{os.getpid()}"
+    admin = make_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if url.startswith("postgresql"):
+        yield from _postgres_database(url)
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.db'}"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    base = load_settings(env_file="/nonexistent")
+    key = tmp_path_factory.mktemp("key") / "ledger.pem"
+    s = dataclasses.replace(base, database_url=database_url, environment="test",
+                            ledger_key_path=key, meili_url=None, checkpoint_interval=0)
+    migrate(s)
+    return s
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    """The app's connection (restricted role on PostgreSQL)."""
+    eng = make_engine(settings.runtime_database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def owner_engine(settings: Settings) -> Iterator[Engine]:
+    """The schema owner's connection: what an attacker with database access would use."""
+    eng = make_engine(settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def is_postgres(settings: Settings) -> bool:
+    return settings.is_postgres
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
