@@ -88,6 +88,10 @@ def latest(conn: Connection) -> Any:
     return conn.execute(select(Checkpoint).order_by(Checkpoint.tree_size.desc()).limit(1)).first()
 
 
+def by_size(conn: Connection, size: int) -> Any:
+    return conn.execute(select(Checkpoint).where(Checkpoint.tree_size == size)).first()
+
+
 def _lock(conn: Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})

@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
@@ -201,10 +201,11 @@ def record(engine: Engine, rating: RatingIn, *, skew: int = 120) -> Receipt:
 
 
 def record_batch(engine: Engine, ratings: Sequence[RatingIn], *, skew: int = 120,
-                 recorded_at: datetime | None = None) -> list[Receipt]:
+                 recorded_at: Callable[[RatingIn], datetime] | None = None) -> list[Receipt]:
     """Store many ratings in one transaction: all or nothing.
 
-    `recorded_at` is only for loading historical data (demo, imports); live writes use now.
+    `recorded_at` is only for loading historical data (demo, imports): it gives each
+    rating's recording time. Live writes are recorded now.
     """
     for attempt in range(2):
         try:
@@ -218,7 +219,7 @@ def record_batch(engine: Engine, ratings: Sequence[RatingIn], *, skew: int = 120
 
 
 def _record_batch(engine: Engine, ratings: Sequence[RatingIn], skew: int,
-                  recorded_at: datetime | None) -> list[Receipt]:
+                  recorded_at: Callable[[RatingIn], datetime] | None) -> list[Receipt]:
     now = datetime.now(timezone.utc)
     receipts: list[Receipt] = []
     rows: list[dict[str, Any]] = []
@@ -232,7 +233,7 @@ def _record_batch(engine: Engine, ratings: Sequence[RatingIn], skew: int,
             if done is not None:
                 receipts.append(done)
                 continue
-            recorded = utc(recorded_at) if recorded_at else now
+            recorded = utc(recorded_at(r)) if recorded_at else now
             row, text_row = _build(r, subjects, text, occurred, fp, recorded)
             rows.append(row)
             texts.extend([text_row] if text_row else [])

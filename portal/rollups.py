@@ -7,10 +7,10 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.models import Rating, RollupDaily, RollupStaffDaily
+from portal.models import Insurer, Rating, RollupDaily, RollupStaffDaily
 
 MEASURES = ("n", "sum_score", "sum_sq", "top", "bottom")
 DAILY: Table = RollupDaily.__table__  # type: ignore[assignment]
@@ -72,3 +72,47 @@ def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 5
         add(conn, part, day_of)
         total += len(part)
     return total
+
+
+def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
+    """Headline figures (all insurers, or one), read from rollups only."""
+    stmt = (select(DAILY.c.stage, DAILY.c.channel, func.sum(DAILY.c.n),
+                   func.sum(DAILY.c.sum_score), func.sum(DAILY.c.top), func.sum(DAILY.c.bottom))
+            .group_by(DAILY.c.stage, DAILY.c.channel))
+    if insurer_id is not None:
+        stmt = stmt.where(DAILY.c.insurer_id == insurer_id)
+    rows = conn.execute(stmt).all()
+    by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_stage: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for stage, channel, n, total, top, bottom in rows:
+        for bucket in (by_channel[channel], by_stage[stage]):
+            for i, v in enumerate((n, total, top, bottom)):
+                bucket[i] += int(v or 0)
+    n = sum(v[0] for v in by_channel.values())
+    return {
+        "ratings": n,
+        "insurers": conn.execute(select(func.count()).select_from(Insurer)).scalar_one(),
+        "mean": round(sum(v[1] for v in by_channel.values()) / n, 1) if n else None,
+        "channels": {k: _summary(v) for k, v in by_channel.items()},
+        "stages": {k: _summary(v) for k, v in by_stage.items()},
+    }
+
+
+def by_insurer(conn: Connection) -> list[dict[str, Any]]:
+    """Every insurer's verified totals, best mean first (an overview, not the ranking)."""
+    stmt = (select(Insurer.code, Insurer.name, func.sum(DAILY.c.n), func.sum(DAILY.c.sum_score),
+                   func.sum(DAILY.c.top), func.sum(DAILY.c.bottom))
+            .select_from(Insurer).outerjoin(DAILY, (DAILY.c.insurer_id == Insurer.id)
+                                            & DAILY.c.verified)
+            .group_by(Insurer.code, Insurer.name))
+    out = [{"code": code, "name": name, **_summary([int(n or 0), int(t or 0), int(top or 0),
+                                                    int(b or 0)])}
+           for code, name, n, t, top, b in conn.execute(stmt)]
+    return sorted(out, key=lambda r: (r["mean"] is None, -(r["mean"] or 0), r["code"]))
+
+
+def _summary(v: list[int]) -> dict[str, Any]:
+    n, total, top, bottom = v
+    return {"n": n, "mean": round(total / n, 1) if n else None,
+            "top_share": round(100 * top / n, 1) if n else None,
+            "bottom_share": round(100 * bottom / n, 1) if n else None}

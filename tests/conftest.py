@@ -20,10 +20,21 @@ from portal.config import Settings, load_settings
 from portal.db import make_engine, migrate
 
 CI = os.environ.get("CI") == "true"
+ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
 
 
-def _postgres_database(url: str) -> Iterator[str]:
-    name = f"gongping_test_{os.getpid()}"
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests about one database's own features run only on that database (deselected,
+    not skipped: nothing is missing, the feature does not exist on the other one)."""
+    other = "sqlite_only" if ON_POSTGRES else "postgres_only"
+    keep = [i for i in items if other not in i.keywords]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if other in i.keywords])
+        items[:] = keep
+
+
+def _postgres_database(url: str, suffix: str = "") -> Iterator[str]:
+    name = f"gongping_test_{os.getpid()}{suffix}"
     admin = make_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -45,14 +56,30 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.db'}"
 
 
-@pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def test_settings(database_url: str, key_dir: Path) -> Settings:
     base = load_settings(env_file="/nonexistent")
-    key = tmp_path_factory.mktemp("key") / "ledger.pem"
     s = dataclasses.replace(base, database_url=database_url, environment="test",
-                            ledger_key_path=key, meili_url=None, checkpoint_interval=0)
+                            ledger_key_path=key_dir / "ledger.pem", meili_url=None,
+                            checkpoint_interval=0)
     migrate(s)
     return s
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return test_settings(database_url, tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture
+def scratch_settings(tmp_path: Path) -> Iterator[Settings]:
+    """A database of its own, for tests that damage it on purpose (tampering)."""
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if url.startswith("postgresql"):
+        gen = _postgres_database(url, suffix=f"_{tmp_path.name[-12:].replace('-', '_')}")
+        yield test_settings(next(gen), tmp_path)
+        gen.close()
+    else:
+        yield test_settings(f"sqlite:///{tmp_path / 'scratch.db'}", tmp_path)
 
 
 @pytest.fixture(scope="session")

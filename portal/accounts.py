@@ -1,0 +1,142 @@
+"""Users, roles, passwords (argon2id), login sessions and login rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Connection, func, select
+
+from portal import directory
+from portal.canonical import utc
+from portal.errors import Conflict, Invalid, RateLimited
+from portal.models import USER_ROLES, LoginAttempt, LoginSession, User
+
+HASHER = PasswordHasher()  # argon2id with the library's current recommended parameters
+MIN_PASSWORD = 10
+WINDOW = timedelta(minutes=15)
+MAX_FAILS_PER_ACCOUNT = 5
+MAX_FAILS_PER_IP = 20
+# Verifying against this keeps the timing of unknown and known usernames alike.
+_DUMMY = HASHER.hash("not a real password, only for timing")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is making a request; `anonymous` for public visitors."""
+
+    user_id: int | None
+    username: str
+    role: str  # anonymous | regulator | insurer | admin
+    insurer_id: int | None = None
+    csrf_token: str = ""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user_id is not None
+
+
+ANONYMOUS = Principal(None, "", "anonymous")
+
+
+def add_user(conn: Connection, username: str, password: str, role: str,
+             insurer: str | None = None) -> int:
+    username = username.strip()
+    if not username or len(username) > 64 or not username.isprintable() or " " in username:
+        raise Invalid("A user name of 1 to 64 characters without spaces is required.",
+                      field="username", code="invalid_username")
+    if role not in USER_ROLES:
+        raise Invalid("Role must be regulator, insurer or admin.", field="role",
+                      code="invalid_role")
+    if (role == "insurer") != (insurer is not None):
+        raise Invalid("An insurer user needs --insurer; other roles must not have one.",
+                      field="insurer", code="insurer_mismatch")
+    if len(password) < MIN_PASSWORD:
+        raise Invalid("The password must have at least %(min)s characters.", field="password",
+                      code="weak_password", min=MIN_PASSWORD)
+    if conn.execute(select(User.id).where(User.username == username)).first():
+        raise Conflict("User %(value)s already exists.", field="username", code="exists",
+                       value=username)
+    iid = directory.insurer_id(conn, insurer) if insurer else None
+    result = conn.execute(User.__table__.insert().values(
+        username=username, password_hash=HASHER.hash(password), role=role, insurer_id=iid))
+    return int(result.inserted_primary_key[0])
+
+
+def _recent_failures(conn: Connection, now: datetime, **where: str) -> int:
+    (col, value), = where.items()
+    stmt = select(func.count()).select_from(LoginAttempt).where(
+        getattr(LoginAttempt, col) == value, LoginAttempt.success.is_(False),
+        LoginAttempt.at > now - WINDOW)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def authenticate(conn: Connection, username: str, password: str, ip: str) -> User | None:
+    """Check a password, rate-limited per account and per IP; None when it is wrong.
+
+    Records every attempt, so the caller must commit even on failure (hence no raise).
+    """
+    now = datetime.now(timezone.utc)
+    username = username.strip()[:64]
+    if (_recent_failures(conn, now, username=username) >= MAX_FAILS_PER_ACCOUNT
+            or _recent_failures(conn, now, ip=ip) >= MAX_FAILS_PER_IP):
+        raise RateLimited("Too many failed logins. Try again in 15 minutes.",
+                          retry_after=int(WINDOW.total_seconds()), code="too_many_attempts")
+    user = conn.execute(select(User).where(User.username == username, User.active)).scalar()
+    try:
+        HASHER.verify(user.password_hash if user else _DUMMY, password)
+        ok = user is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    conn.execute(LoginAttempt.__table__.insert().values(at=now, username=username, ip=ip[:64],
+                                                        success=ok))
+    return user if ok else None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(conn: Connection, user_id: int) -> str:
+    """A fresh opaque token for every login (no session fixation)."""
+    token = secrets.token_urlsafe(32)
+    conn.execute(LoginSession.__table__.insert().values(
+        token_hash=token_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32)))
+    return token
+
+
+def load_session(conn: Connection, token: str, idle: timedelta, absolute: timedelta,
+                 ) -> Principal | None:
+    """The principal behind a cookie token, or None if unknown, ended or timed out."""
+    now = datetime.now(timezone.utc)
+    row = conn.execute(
+        select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+        .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None),
+               User.active)).first()
+    if row is None:
+        return None
+    session, user = row
+    if now - utc(session.last_seen_at) > idle or now - utc(session.created_at) > absolute:
+        end_session(conn, token)
+        return None
+    if now - utc(session.last_seen_at) > timedelta(minutes=1):  # spare a write per request
+        conn.execute(LoginSession.__table__.update().where(
+            LoginSession.token_hash == session.token_hash).values(last_seen_at=now))
+    return Principal(user.id, user.username, user.role, user.insurer_id, session.csrf_token)
+
+
+def end_session(conn: Connection, token: str) -> None:
+    conn.execute(LoginSession.__table__.update().where(
+        LoginSession.token_hash == token_hash(token)).values(ended_at=datetime.now(timezone.utc)))
+
+
+def end_all_sessions(conn: Connection, user_id: int) -> int:
+    """What an admin does to throw a user out everywhere."""
+    result = conn.execute(LoginSession.__table__.update().where(
+        LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
+        .values(ended_at=datetime.now(timezone.utc)))
+    return int(result.rowcount)

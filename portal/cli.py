@@ -1,0 +1,278 @@
+"""The `portal` operator command (design.md "Operator CLI").
+
+Every command that creates something accepts --json and then prints one JSON object
+on stdout; errors go to stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import Engine
+
+from portal.config import Settings, load_settings
+from portal.errors import PortalError
+
+
+class Context:
+    def __init__(self, as_json: bool) -> None:
+        self.settings: Settings = load_settings()
+        self.as_json = as_json
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The owner connection: operators administer the database."""
+        if self._engine is None:
+            from portal.db import make_engine
+
+            self._engine = make_engine(self.settings.database_url)
+        return self._engine
+
+    def out(self, obj: dict[str, Any], text: str) -> None:
+        click.echo(json.dumps(obj, ensure_ascii=False) if self.as_json else text)
+
+
+def command(group: click.Group, name: str | None = None) -> Callable[..., Any]:
+    """A subcommand with --json, turning domain errors into a clean stderr line and exit 1."""
+
+    def decorate(fn: Callable[..., Any]) -> Any:
+        @group.command(name)
+        @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+        @wraps(fn)
+        def run(as_json: bool, **kw: Any) -> None:
+            try:
+                fn(Context(as_json), **kw)
+            except PortalError as err:
+                field = f" [{err.field}]" if err.field else ""
+                click.echo(f"error{field}: {err}", err=True)
+                sys.exit(1)
+            except FileNotFoundError as err:
+                click.echo(f"error: {err}", err=True)
+                sys.exit(1)
+
+        return run
+
+    return decorate
+
+
+@click.group()
+def main() -> None:
+    """Gongping (公评) portal operator command."""
+
+
+@command(main, "init")
+def init(ctx: Context) -> None:
+    """Create or migrate the database and the ledger signing key."""
+    from portal.db import migrate
+    from portal.ledger import load_key
+
+    migrate(ctx.settings)
+    key = load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin, create=True)
+    ctx.out({"database": ctx.engine.url.render_as_string(hide_password=True), "key_id": key.key_id},
+            f"database ready: {ctx.engine.url.render_as_string(hide_password=True)}\n"
+            f"ledger key: {ctx.settings.ledger_key_path} (key id {key.key_id})")
+
+
+@command(main, "demo")
+@click.option("--ratings", "n", type=click.IntRange(0, 5_000_000), default=20_000, show_default=True)
+@click.option("--seed", type=int, default=20261122, show_default=True)
+def demo(ctx: Context, n: int, seed: int) -> None:
+    """Load fictional demo insurers, branches, staff, users and ratings (through record())."""
+    from portal import demo as demo_loader
+
+    result = demo_loader.load(ctx.engine, ctx.settings, n=n, seed=seed, progress=not ctx.as_json)
+    ctx.out(result, demo_loader.summary(result))
+
+
+@command(main, "serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True)
+def serve(ctx: Context, host: str, port: int, workers: int) -> None:
+    """Run the web app with uvicorn."""
+    import uvicorn
+
+    click.echo(f"Gongping portal: http://{host}:{port}/", err=True)
+    uvicorn.run("app:app", host=host, port=port, workers=workers, proxy_headers=False,
+                loop="uvloop" if workers > 1 else "asyncio", log_level="info")
+
+
+@main.group()
+def insurer() -> None:
+    """Insurers."""
+
+
+@command(insurer, "add")
+@click.argument("code")
+@click.argument("name")
+def insurer_add(ctx: Context, code: str, name: str) -> None:
+    """Add an insurer, e.g. `portal insurer add HX 华兴示范财险`."""
+    from portal import directory
+
+    with ctx.engine.begin() as conn:
+        iid = directory.add_insurer(conn, code, name)
+    ctx.out({"id": iid, "code": code.upper(), "name": name}, f"insurer {code.upper()} added")
+
+
+@main.group()
+def branch() -> None:
+    """Branches (any outlet or office of an insurer)."""
+
+
+@command(branch, "add")
+@click.argument("insurer_code", metavar="INSURER")
+@click.argument("code", metavar="BRANCH")
+@click.argument("name")
+@click.argument("region")
+def branch_add(ctx: Context, insurer_code: str, code: str, name: str, region: str) -> None:
+    """Add a branch; REGION is a GB/T 2260 code such as 430200."""
+    from portal import directory
+
+    with ctx.engine.begin() as conn:
+        bid = directory.add_branch(conn, insurer_code.upper(), code, name, region)
+    ctx.out({"id": bid, "insurer": insurer_code.upper(), "branch": code, "region": region},
+            f"branch {code} added")
+
+
+@main.group()
+def staff() -> None:
+    """Staff (tellers, agents, call agents, adjusters)."""
+
+
+@command(staff, "import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def staff_import(ctx: Context, file: Path) -> None:
+    """Import FILE.csv with columns insurer,branch,staff_no,name,role (all or nothing)."""
+    from portal import directory
+
+    try:
+        data = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    rows = directory.parse_staff_csv(data)
+    with ctx.engine.begin() as conn:
+        added, updated = directory.import_staff(conn, rows)
+    ctx.out({"added": added, "updated": updated}, f"staff: {added} added, {updated} updated")
+
+
+@main.group()
+def device() -> None:
+    """Counter evaluator devices."""
+
+
+@command(device, "add")
+@click.argument("insurer_code", metavar="INSURER")
+@click.argument("branch_code", metavar="BRANCH")
+def device_add(ctx: Context, insurer_code: str, branch_code: str) -> None:
+    """Register a device for a branch; prints its token once."""
+    from portal import credentials
+
+    with ctx.engine.begin() as conn:
+        device_id, token = credentials.add_device(conn, insurer_code.upper(), branch_code)
+    ctx.out({"device_id": device_id, "token": token},
+            f"device {device_id}\ntoken (shown once): {token}")
+
+
+@main.group()
+def client() -> None:
+    """Call-centre API clients."""
+
+
+@command(client, "add")
+@click.argument("insurer_code", metavar="INSURER")
+def client_add(ctx: Context, insurer_code: str) -> None:
+    """Register a phone system for an insurer; prints its secret once."""
+    from portal import credentials
+
+    with ctx.engine.begin() as conn:
+        client_id, secret = credentials.add_client(conn, insurer_code.upper())
+    ctx.out({"client_id": client_id, "secret": secret},
+            f"client {client_id}\nsecret (shown once): {secret}")
+
+
+@main.group()
+def user() -> None:
+    """Portal users."""
+
+
+@command(user, "add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["regulator", "insurer", "admin"]), required=True)
+@click.option("--insurer", "insurer_code", default=None, help="Insurer code (role insurer).")
+def user_add(ctx: Context, username: str, role: str, insurer_code: str | None) -> None:
+    """Add a user; the password is read from stdin (one line)."""
+    from portal import accounts
+
+    password = sys.stdin.readline().rstrip("\n")
+    with ctx.engine.begin() as conn:
+        uid = accounts.add_user(conn, username, password, role,
+                                insurer_code.upper() if insurer_code else None)
+    ctx.out({"id": uid, "username": username, "role": role}, f"user {username} added")
+
+
+@command(main, "checkpoint")
+def checkpoint_cmd(ctx: Context) -> None:
+    """Sequence pending ratings into the ledger and sign a checkpoint."""
+    from portal import ledger
+    from portal.db import make_engine
+
+    key = ledger.load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin)
+    engine = make_engine(ctx.settings.runtime_database_url)
+    cp = ledger.checkpoint(engine, key)
+    if cp is None:
+        with engine.connect() as conn:
+            cp = ledger.latest(conn)
+    body = ledger.checkpoint_json(cp, key.origin) if cp else {"tree_size": 0}
+    ctx.out(body, f"checkpoint: tree size {body['tree_size']}, root {body.get('root_hash', '-')}")
+
+
+@command(main, "verify")
+def verify_cmd(ctx: Context) -> None:
+    """Recompute every leaf, root and signature; exit 1 naming each rating that changed."""
+    from portal import ledger
+
+    key = ledger.load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin)
+    problems = ledger.verify(ctx.engine, key.private.public_key(), key.origin)
+    ctx.out({"ok": not problems, "problems": [str(p) for p in problems],
+             "ratings": sorted({p.rating_id for p in problems if p.rating_id})},
+            "\n".join(str(p) for p in problems) or "ledger verified: every leaf, root and "
+            "signature matches")
+    if problems:
+        sys.exit(1)
+
+
+@command(main, "reindex")
+def reindex_cmd(ctx: Context) -> None:
+    """Rebuild the search index from the database."""
+    from portal import search
+
+    index = search.make_index(ctx.settings, ctx.engine)
+    count = search.reindex(ctx.engine, index, progress=not ctx.as_json)
+    ctx.out({"indexed": count, "backend": index.name}, f"indexed {count} reviews in {index.name}")
+
+
+@main.group()
+def rollups() -> None:
+    """Rollups that rankings read."""
+
+
+@command(rollups, "rebuild")
+def rollups_rebuild(ctx: Context) -> None:
+    """Recompute all rollups from the ratings."""
+    from portal import rollups as r
+    from portal.ratings import day_of
+
+    with ctx.engine.begin() as conn:
+        n = r.rebuild(conn, day_of)
+    ctx.out({"ratings": n}, f"rollups rebuilt from {n} ratings")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Channel credentials: counter devices (bearer tokens) and call-centre API clients."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, select
+
+from portal import directory
+from portal.errors import Unauthorized
+from portal.models import ApiClient, Device
+
+
+def _hash(token: str) -> str:
+    # Tokens are 256 random bits: a fast hash is enough, no password hashing needed.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def add_device(conn: Connection, insurer: str, branch: str) -> tuple[int, str]:
+    """Register a device for one branch. Returns (device_id, token); the token is shown once."""
+    iid = directory.insurer_id(conn, insurer)
+    bid = directory.branch_id(conn, iid, branch)
+    token = "gpd_" + secrets.token_urlsafe(32)
+    result = conn.execute(Device.__table__.insert().values(
+        insurer_id=iid, branch_id=bid, token_hash=_hash(token)))
+    return int(result.inserted_primary_key[0]), token
+
+
+def device_for_token(conn: Connection, token: str) -> Device:
+    row = conn.execute(select(Device).where(Device.token_hash == _hash(token),
+                                            Device.revoked_at.is_(None))).first()
+    if row is None:
+        raise Unauthorized("Unknown or revoked device token.", code="bad_token")
+    return row[0]
+
+
+def add_client(conn: Connection, insurer: str) -> tuple[str, str]:
+    """Register a call-centre system. Returns (client_id, secret); the secret is shown once."""
+    iid = directory.insurer_id(conn, insurer)
+    client_id = "gpc_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    conn.execute(ApiClient.__table__.insert().values(
+        insurer_id=iid, client_id=client_id, secret=secret))
+    return client_id, secret
+
+
+def check_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """HMAC-SHA256(secret, timestamp + "." + body), compared in constant time."""
+    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return hmac.compare_digest("sha256=" + expected.hexdigest(), signature)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

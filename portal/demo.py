@@ -1,0 +1,114 @@
+"""`portal demo`: fictional insurers, branches, staff, users and ratings.
+
+Ratings go through record_batch(), the same validation, normalisation and hashing as
+every channel; then a checkpoint signs them into the ledger.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import click
+from sqlalchemy import Engine, func, select
+
+from portal import accounts, demo_data, directory, ledger
+from portal.config import Settings
+from portal.models import Insurer, Rating, User
+from portal.ratings import RatingIn, record_batch
+
+BATCH = 1000
+DEMO_PASSWORD = "gongping-demo"  # demo accounts only; printed so a newcomer can log in
+
+
+def _directory(engine: Engine, rng: random.Random) -> list[demo_data.DemoStaff]:
+    staff = demo_data.staff(rng)
+    with engine.begin() as conn:
+        for ins in demo_data.insurers():
+            directory.add_insurer(conn, ins.code, ins.name)
+        for b in demo_data.branches():
+            directory.add_branch(conn, b.insurer_code, b.code, b.name, b.region)
+        directory.import_staff(conn, [directory.StaffRow(s.insurer_code, s.branch_code,
+                                                         s.staff_no, s.name, s.role)
+                                      for s in staff])
+    return staff
+
+
+def _users(engine: Engine) -> list[dict[str, str]]:
+    first = demo_data.insurers()[0].code
+    wanted = [("regulator", "regulator", None), ("admin", "admin", None),
+              (f"insurer-{first.lower()}", "insurer", first)]
+    made = []
+    with engine.begin() as conn:
+        for username, role, insurer in wanted:
+            if conn.execute(select(User.id).where(User.username == username)).first() is None:
+                accounts.add_user(conn, username, DEMO_PASSWORD, role, insurer)
+            made.append({"username": username, "role": role, "password": DEMO_PASSWORD})
+    return made
+
+
+def _as_input(d: demo_data.DemoRating, i: int) -> RatingIn:
+    source = {"counter": "demo:counter", "phone": "demo:phone", "web": "web"}[d.channel]
+    return RatingIn(insurer=d.insurer_code, stage=d.stage, channel=d.channel, scale=d.scale,
+                    value=d.value, occurred_at=d.occurred_at, source=source,
+                    idempotency_key=f"demo-{i}", branch=d.branch_code, staff_no=d.staff_no,
+                    text=d.text, verified=d.verified)
+
+
+def _ratings(engine: Engine, staff: list[demo_data.DemoStaff], rng: random.Random, n: int,
+             progress: bool) -> int:
+    end = datetime.now(timezone.utc) - timedelta(minutes=10)
+    stream = demo_data.ratings(rng, n, end, months=18, staff_list=staff)
+    done = 0
+    with click.progressbar(length=n, label="ratings", file=None if progress else _Null(),
+                           show_pos=True) as bar:
+        batch: list[RatingIn] = []
+        for i, d in enumerate(stream):
+            batch.append(_as_input(d, i))
+            if len(batch) == BATCH or i == n - 1:
+                done += len(record_batch(engine, batch, recorded_at=_recorded_at))
+                bar.update(len(batch))
+                batch = []
+    return done
+
+
+def _recorded_at(r: RatingIn) -> datetime:
+    # Historical data: each rating was recorded a moment after it happened.
+    return r.occurred_at + timedelta(seconds=45)
+
+
+class _Null:
+    def write(self, _: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+def load(engine: Engine, settings: Settings, *, n: int, seed: int, progress: bool) -> dict[str, Any]:
+    """Load the demo once; a second run only adds the missing users and a checkpoint."""
+    rng = random.Random(seed)
+    with engine.connect() as conn:
+        present = conn.execute(select(func.count()).select_from(Insurer)).scalar_one()
+    added = 0
+    if not present:
+        staff = _directory(engine, rng)
+        added = _ratings(engine, staff, rng, n, progress)
+    users = _users(engine)
+    key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
+    cp = ledger.checkpoint(engine, key)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(Rating)).scalar_one()
+        size = cp.tree_size if cp else (ledger.latest(conn).tree_size if ledger.latest(conn) else 0)
+    return {"ratings_added": added, "ratings_total": total, "tree_size": size,
+            "already_loaded": bool(present), "users": users}
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = ["demo data already present: nothing new loaded" if result["already_loaded"]
+             else f"loaded {result['ratings_added']} demo ratings",
+             f"ratings in database: {result['ratings_total']}, signed in ledger: "
+             f"{result['tree_size']}", "demo logins (user / password):"]
+    lines += [f"  {u['username']} / {u['password']}  ({u['role']})" for u in result["users"]]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The web layer: routes per audience, thin handlers over the domain modules."""

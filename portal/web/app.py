@@ -1,0 +1,78 @@
+"""The ASGI application: lifespan state, routes, middleware and error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from portal import ledger, search
+from portal.config import ROOT, Settings, load_settings
+from portal.db import make_engine
+from portal.web import audiences, auth, ledger_api, public
+from portal.web.errors import HANDLERS
+from portal.web.rendering import make_templates
+from portal.web.security import SecurityHeaders
+from portal.web.state import Portal
+
+log = logging.getLogger("portal")
+ROUTERS = (public.router, auth.router, audiences.router, ledger_api.router)
+
+
+async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:
+    """Run a blocking job periodically off the event loop; failures are logged, not fatal."""
+    while True:
+        try:
+            await run_in_threadpool(job)
+        except Exception:
+            log.exception("background job %s failed; will retry", name)
+        await asyncio.sleep(seconds)
+
+
+def _background(portal: Portal) -> list[asyncio.Task[None]]:
+    tasks = [asyncio.create_task(_every(
+        2.0, lambda: search.drain(portal.engine, portal.search), "search-outbox"))]
+    if portal.settings.checkpoint_interval > 0:
+        tasks.append(asyncio.create_task(_every(
+            portal.settings.checkpoint_interval,
+            lambda: ledger.checkpoint(portal.engine, portal.key), "checkpoint")))
+    return tasks
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        engine = make_engine(settings.runtime_database_url)
+        index = search.make_index(settings, engine)
+        with contextlib.suppress(Exception):  # a search outage must not stop the portal
+            await run_in_threadpool(index.ensure)
+        portal = Portal(settings=settings, engine=engine, templates=make_templates(),
+                        key=ledger.load_key(settings.ledger_key_path, settings.ledger_origin),
+                        search=index)
+        tasks = _background(portal)
+        try:
+            yield {"portal": portal}
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            engine.dispose()
+
+    routes = [r for router in ROUTERS for r in router.routes]
+    routes.append(Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"))
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders, production=settings.environment == "production")],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=lifespan,
+    )

@@ -1,0 +1,70 @@
+"""Templates: one environment, i18n in every context, page or fragment from one URL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from jinja2_fragments.starlette import Jinja2Blocks
+from starlette.requests import Request
+from starlette.responses import Response
+
+from portal.canonical import utc
+from portal.config import ROOT
+from portal.i18n import HTML_LANG, LABELS, LOCALES, negotiate, translations
+from portal.ratings import CHINA
+from portal.web.security import anonymous_csrf_token
+
+
+def locale_of(request: Request) -> str:
+    cached = request.state.__dict__.get("locale")
+    if cached:
+        return str(cached)
+    locale = negotiate(request.query_params.get("lang") or request.cookies.get("lang"),
+                       request.headers.get("accept-language"))
+    request.state.locale = locale
+    return locale
+
+
+def _context(request: Request) -> dict[str, Any]:
+    locale = locale_of(request)
+    t = translations(locale)
+    principal = request.state.__dict__.get("principal")
+    csrf = principal.csrf_token if principal and principal.csrf_token else (
+        anonymous_csrf_token(request))
+    return {
+        "_": t.gettext, "ngettext": t.ngettext, "locale": locale, "html_lang": HTML_LANG[locale],
+        "locales": [(code, LABELS[code]) for code in LOCALES], "principal": principal,
+        "csrf_token": csrf, "path": request.url.path,
+    }
+
+
+def make_templates() -> Jinja2Blocks:
+    templates = Jinja2Blocks(directory=str(ROOT / "templates"), context_processors=[_context])
+    env = templates.env
+    env.filters["num"] = lambda v, locale="zh_Hans": format_decimal(v, locale=_babel(locale))
+    env.filters["when"] = _when
+    env.globals["babel_locale"] = _babel
+    return templates
+
+
+def _babel(locale: str) -> str:
+    return "zh_Hans_CN" if locale == "zh_Hans" else "en"
+
+
+def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") -> str:
+    if value is None:
+        return ""
+    return format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, *,
+           block: str | None = None, status: int = 200, headers: dict[str, str] | None = None,
+           ) -> Response:
+    """The full page, or only `block` when htmx asks for a fragment."""
+    templates = request.state.portal.templates
+    fragment = block if request.headers.get("hx-request") == "true" else None
+    return templates.TemplateResponse(request, template, context or {}, status_code=status,
+                                      headers=headers, block_name=fragment)

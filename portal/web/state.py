@@ -1,0 +1,45 @@
+"""What the lifespan opens and every handler receives through `request.state.portal`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from starlette.concurrency import run_in_threadpool
+from starlette.templating import Jinja2Templates
+
+from portal.config import Settings
+from portal.ledger import LedgerKey
+
+T = TypeVar("T")
+
+
+@dataclass
+class Portal:
+    settings: Settings
+    engine: Engine  # the app role's connection (INSERT/SELECT only on ledger tables)
+    templates: Jinja2Templates
+    key: LedgerKey
+    search: Any  # portal.search.SearchIndex
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run fn(conn, ...) in a read-only connection, off the event loop."""
+        def run() -> T:
+            with self.engine.connect() as conn:
+                return fn(conn, *args, **kw)
+        return await run_in_threadpool(run)
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run fn(conn, ...) in one transaction, off the event loop."""
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return fn(conn, *args, **kw)
+        return await run_in_threadpool(run)
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run fn(engine, ...) (a domain function managing its own transaction)."""
+        return await run_in_threadpool(fn, self.engine, *args, **kw)
+
+
