@@ -39,6 +39,7 @@ __all__ = [
     "REGIONS",
     "ROLES",
     "STAGES",
+    "TAGS",
     "DemoBranch",
     "DemoInsurer",
     "DemoRating",
@@ -304,11 +305,12 @@ def staff(rng: random.Random) -> list[DemoStaff]:
 # Review fragments
 # ---------------------------------------------------------------------------
 # _BLOCKS keys are "slot stage kind tag" ("*" = any stage / kind).  Each block line is
-# "topic|template" or just "template".  Placeholders in braces are filled per review
-# (values are cached, so a number or a person stays consistent within one review).
-# Topics keep two fragments about the same thing (or contradicting each other, like a
-# fast and a slow payout) out of one review.  Slots: open, ctx, det, eval / eval_good /
-# eval_mid, close, pii; short reviews use subj + verd (+ tail).
+# "topics|template" (comma-separated topics) or just "template".  Placeholders in
+# braces are filled per review (values are cached, so a number or a person stays
+# consistent within one review).  Topics keep two fragments about the same thing (or
+# contradicting each other, like a fast and a slow payout) out of one review.
+# Slots: open, ctx, det, eval / eval_good / eval_mid, close, pii; short reviews use
+# subj + verd (+ tail).
 
 
 @dataclass(frozen=True)
@@ -317,7 +319,7 @@ class _Frag:
     stage: str
     kind: str
     tag: str
-    topic: str
+    topics: frozenset[str]
     template: str
 
 
@@ -393,8 +395,8 @@ _BLOCKS: dict[str, str] = {
 这是在他们家续保的第{yr}年了，
 {month}收到续保通知，
 家财险到期续保，
-去年出了一次险，今年续保，
-今年一年没出险，到了续保的时候，
+hist|去年出了一次险，今年续保，
+hist|今年一年没出险，到了续保的时候，
 {car}的车险快到期了，
 {month}去{where}续的保，
 """,
@@ -421,11 +423,11 @@ _BLOCKS: dict[str, str] = {
 """,
     "ctx claim life neu": """
 {who}{month}因为{ill}住院{d_m}天，
-{who}做了{ill}手术，用的是他们家的医疗险，
+{who}做了{surg}手术，用的是他们家的医疗险，
 {who}确诊了重疾，申请重疾险理赔，保额{amt_big}，
 {who}骑车摔骨折了，走的意外险，
 {who}门诊加住院花了{amt}左右，
-孩子{month}肺炎住院，有一份少儿医疗，
+{who}{month}肺炎住院，有一份他们家的医疗险，
 {who}{month}查出{ill}，住了一周院，
 """,
     # --- details: claim
@@ -459,7 +461,7 @@ phone|打客服电话永远在排队，等了{hold}才转到人工，
 staff|{adj}电话经常不接，微信也不回，
 terms|一会儿说这个不赔，一会儿说那个不在范围，就是推。
 staff|客服和{adj}说法不一样，互相踢皮球，
-amount|最后只赔了{amt}，比实际花的少了一大截，
+amount|最后只赔了{cut}，比实际花的少了一大截，
 app|{app}上的理赔进度十几天都不更新，
 staff|{adj}态度很差，问多了就不耐烦，让我“自己看合同”。
 speed|承诺{d_s}个工作日出结果，结果拖了{d_l}天。
@@ -541,7 +543,6 @@ staff|{agent}讲条款讲得很细，哪些不保都提前说清楚了。
 staff|没有一味推贵的，按我的预算推荐的方案。
 app|在{app}上投保几分钟就搞定，电子保单马上就发过来了。
 counter|柜台办得很快，前后不到{q_s}。
-terms|犹豫期、退保这些都主动讲了，不像有些人只挑好的说。
 policy|保单和发票第二天就收到了，
 staff|问了一堆问题，{agent}都很耐心地回答，没有催我签单。
 terms|哪些情况不赔还专门划了重点，
@@ -551,7 +552,6 @@ visit|签完单第二天就有回访电话，核对得挺仔细。
     "det issuance * neg": """
 staff|{agent}买之前天天打电话，签完单就找不到人了。
 terms|买的时候说“什么都保”，回家一看条款一堆免责。
-staff|{agent}让我健康告知随便勾，说没事，后来才知道坑很大。
 speed|核保拖了{d_m}天，问了几次都说在审核。
 policy|电子保单{d_s}天了还没收到，打电话催了才补发。
 app|{app}投保页面卡了半天，付完款显示失败，钱却扣了。
@@ -579,12 +579,14 @@ policy|纸质保单过了一周才寄到，中间想查点东西都查不到。
 price|说好的洗车券、保养券，交完钱就不认了。
 """,
     "det issuance life pos": """
+terms|犹豫期、退保这些都主动讲了，不像有些人只挑好的说。
 exam|体检安排得很顺利，还有人全程陪着。
 policy|纸质保单送上门，{agent}还把重点用笔划出来了。
 terms|健康告知一条条帮我过了一遍，该写的都如实写了，心里踏实。
 exam|核保要补充材料，{agent}帮我把以前的病历整理好，{d_s}天就通过了。
 """,
     "det issuance life neg": """
+staff,terms|{agent}让我健康告知随便勾，说没事，后来才知道坑很大。
 terms|年金险收益讲得天花乱坠，合同上的数字完全不一样。
 exam|体检完加费{pct}%，事先一点都没提醒。
 terms|犹豫期内想退，被拖着说要找领导签字。
@@ -613,15 +615,15 @@ remind|提醒是有的，就是短信太多分不清哪条是真的。
 app|线上办挺方便，但发票要单独申请，
 """,
     "det renewal property pos": """
-price|今年没出险，续保价格降了{up}块，无赔款优惠给到了。
+price,hist|今年没出险，续保价格降了{up}块，无赔款优惠给到了。
 remind|车险到期前一个月就收到提醒，还附了报价明细。
 price|续保报价比好几家都实在，
 policy|续保完电子保单直接发到手机，年检的时候很方便。
 """,
     "det renewal property neg": """
 price|续保涨了{up}块，没有任何提醒和解释。
-price|一年没出险，续保反而涨价，问了也说不清原因。
-price|去年出了一次小险，今年报价直接从{prem}涨到了{prem_new}。
+price,hist|一年没出险，续保反而涨价，问了也说不清原因。
+price,hist|去年出了一次小险，今年报价直接从{prem}涨到了{prem_new}。
 remind|续保提醒根本没收到，车险过期了好几天才发现。
 price|想去掉不需要的附加险，说必须一起续，不能单独减。
 price|说好的折扣，出单的时候又按原价算了。
@@ -938,7 +940,8 @@ def _load_blocks() -> None:
             line = raw.strip()
             if line:
                 topic, _sep, template = line.rpartition("|")
-                _FRAGMENTS.append(_Frag(slot, stage, kind, tag, topic or template, template))
+                topics = frozenset(topic.split(",")) if topic else frozenset({template})
+                _FRAGMENTS.append(_Frag(slot, stage, kind, tag, topics, template))
 
 
 _load_blocks()
@@ -1033,6 +1036,7 @@ _SIMPLE_CHOICES: dict[str, tuple[str, ...]] = {
         "肾结石",
         "腰椎间盘突出",
     ),
+    "surg": ("阑尾炎", "胆囊", "甲状腺结节", "骨折复位", "疝气", "白内障"),
     "app": ("APP", "官方APP", "公众号", "小程序", "手机APP", "官网"),
     "cs": ("客服", "人工客服", "接电话的小姑娘", "客服小哥", "热线客服", "电话那头的客服"),
     "q_s": ("十分钟", "5分钟", "一刻钟", "七八分钟", "二十分钟"),
@@ -1220,11 +1224,11 @@ _ROLE_KEY = {"adjuster": "adjuster", "agent": "agent", "teller": "teller"}
 
 
 def _pick(rng: random.Random, pool: Sequence[_Frag], used_topics: set[str]) -> _Frag | None:
-    fresh = [f for f in pool if f.topic not in used_topics]
+    fresh = [f for f in pool if not f.topics & used_topics]
     if not fresh:
         return None
     frag = rng.choice(fresh)
-    used_topics.add(frag.topic)
+    used_topics.update(frag.topics)
     return frag
 
 

@@ -1,0 +1,59 @@
+"""A TestClient over the real app (HTTPS origin, so Secure cookies flow as in a browser)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from bs4 import BeautifulSoup
+from sqlalchemy import Engine
+from starlette.testclient import TestClient
+
+from portal import accounts, ledger
+from portal.config import Settings
+from portal.web.app import create_app
+from tests.factories import World, make_world
+
+BASE = "https://testserver"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def app_settings(settings: Settings) -> Settings:
+    ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
+    return settings
+
+
+@pytest.fixture
+def client(app_settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(app_settings), base_url=BASE) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def users(owner_engine: Engine, engine: Engine) -> World:
+    world = make_world(engine)
+    with owner_engine.begin() as conn:
+        for name, role, insurer in [("reg", "regulator", None), ("adm", "admin", None),
+                                    ("ins-a", "insurer", world.insurer_a),
+                                    ("ins-b", "insurer", world.insurer_b)]:
+            accounts.add_user(conn, name, PASSWORD, role, insurer)
+    return world
+
+
+def csrf_of(html: str) -> str:
+    token = BeautifulSoup(html, "html.parser").find("meta", attrs={"name": "csrf-token"})
+    assert token is not None
+    return str(token["content"])
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> object:
+    page = client.get("/login")
+    return client.post("/login", data={"username": username, "password": password,
+                                       "csrf_token": csrf_of(page.text), "next": "/"},
+                       headers={"origin": BASE}, follow_redirects=False)
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", BeautifulSoup(html, "html.parser").get_text(" "))

@@ -1,0 +1,135 @@
+"""Accounts on the web: login, sessions, logout, rate limits, CSRF, roles."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import Engine, update
+from starlette.testclient import TestClient
+
+from portal import accounts
+from portal.models import LoginSession
+from tests.web.conftest import BASE, PASSWORD, World, csrf_of, login
+
+
+def test_login_sets_a_secure_httponly_lax_session_cookie(client: TestClient, users: World) -> None:
+    response = login(client, "reg")
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("gp_session=")
+    for flag in ("HttpOnly", "Secure", "SameSite=lax"):
+        assert flag.lower() in cookie.lower()
+
+
+def test_every_login_gets_a_new_token(client: TestClient, users: World) -> None:
+    first = login(client, "reg").cookies["gp_session"]
+    second = login(client, "reg").cookies["gp_session"]
+    assert first != second
+
+
+def test_wrong_password_is_refused_with_a_message(client: TestClient, users: World) -> None:
+    response = login(client, "ins-b", "not the password")
+    assert response.status_code == 401
+    assert "gp_session" not in response.cookies
+    assert "用户名或密码错误" in response.text or "Wrong user name or password" in response.text
+
+
+def test_logout_really_ends_the_session(client: TestClient, users: World) -> None:
+    login(client, "reg")
+    page = client.get("/regulator")
+    assert page.status_code == 200
+    token = client.cookies["gp_session"]
+    out = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                      headers={"origin": BASE}, follow_redirects=False)
+    assert out.status_code == 303
+    client.cookies.set("gp_session", token)  # a stolen copy of the cookie is now worthless
+    assert client.get("/regulator", follow_redirects=False).status_code == 303
+
+
+def test_idle_and_absolute_timeouts(client: TestClient, users: World, engine: Engine) -> None:
+    for column in ("last_seen_at", "created_at"):
+        login(client, "reg")
+        token = client.cookies["gp_session"]
+        with engine.begin() as conn:
+            conn.execute(update(LoginSession).where(
+                LoginSession.token_hash == accounts.token_hash(token))
+                .values({column: datetime.now(timezone.utc) - timedelta(days=2)}))
+        assert client.get("/regulator", follow_redirects=False).status_code == 303, column
+
+
+def test_admin_can_end_all_sessions_of_a_user(client: TestClient, users: World,
+                                              engine: Engine) -> None:
+    login(client, "ins-a")
+    assert client.get("/insurer").status_code == 200
+    with engine.begin() as conn:
+        uid = conn.execute(accounts.select(accounts.User.id).where(
+            accounts.User.username == "ins-a")).scalar_one()
+        assert accounts.end_all_sessions(conn, uid) >= 1
+    assert client.get("/insurer", follow_redirects=False).status_code == 303
+
+
+def test_login_is_rate_limited_per_account(client: TestClient, engine: Engine,
+                                           owner_engine: Engine, users: World) -> None:
+    with owner_engine.begin() as conn:
+        accounts.add_user(conn, "victim", PASSWORD, "regulator")
+    for _ in range(accounts.MAX_FAILS_PER_ACCOUNT):
+        assert login(client, "victim", "guess").status_code == 401
+    blocked = login(client, "victim", PASSWORD)  # even the right password waits now
+    assert blocked.status_code == 429
+    assert "gp_session" not in blocked.cookies
+
+
+def test_login_is_rate_limited_per_ip(client: TestClient, users: World) -> None:
+    for i in range(accounts.MAX_FAILS_PER_IP):
+        login(client, f"nobody-{i}", "guess")
+    assert login(client, "reg").status_code == 429
+
+
+def test_state_changing_forms_need_the_csrf_token(client: TestClient, users: World) -> None:
+    login(client, "reg")
+    page = client.get("/regulator")
+    no_token = client.post("/logout", headers={"origin": BASE}, follow_redirects=False)
+    wrong = client.post("/logout", data={"csrf_token": "x" * 43}, headers={"origin": BASE},
+                        follow_redirects=False)
+    cross = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                        headers={"origin": "https://evil.example"}, follow_redirects=False)
+    cross_site = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
+                             headers={"sec-fetch-site": "cross-site"}, follow_redirects=False)
+    assert [r.status_code for r in (no_token, wrong, cross, cross_site)] == [403] * 4
+    assert client.get("/regulator").status_code == 200  # still logged in
+    # htmx sends the token in a header read from the meta tag.
+    ok = client.post("/logout", headers={"x-csrf-token": csrf_of(page.text), "hx-request": "true",
+                                         "origin": BASE}, follow_redirects=False)
+    assert ok.status_code == 303
+
+
+def test_login_form_itself_is_csrf_protected(client: TestClient, users: World) -> None:
+    response = client.post("/login", data={"username": "reg", "password": PASSWORD},
+                           headers={"origin": BASE}, follow_redirects=False)
+    assert response.status_code == 403
+
+
+def test_roles_are_enforced(client: TestClient, users: World) -> None:
+    anon = client.get("/regulator", follow_redirects=False)
+    assert anon.status_code == 303 and anon.headers["location"].startswith("/login")
+    login(client, "ins-a")
+    assert client.get("/regulator").status_code == 403
+    assert client.get("/insurer").status_code == 200
+    login(client, "reg")
+    assert client.get("/regulator").status_code == 200
+    assert client.get("/insurer").status_code == 403
+
+
+def test_insurer_sees_only_its_own_insurer(client: TestClient, users: World) -> None:
+    login(client, "ins-b")
+    page = client.get("/insurer").text
+    assert "乙测试人寿" in page and "甲测试财险" not in page
+
+
+def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> None:
+    page = client.get("/login")
+    for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        r = client.post("/login", data={"username": "reg", "password": PASSWORD, "next": evil,
+                                        "csrf_token": csrf_of(page.text)},
+                        headers={"origin": BASE}, follow_redirects=False)
+        assert r.headers["location"] == "/", evil
