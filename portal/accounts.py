@@ -86,7 +86,7 @@ def authenticate(conn: Connection, username: str, password: str, ip: str) -> Use
             or _recent_failures(conn, now, ip=ip) >= MAX_FAILS_PER_IP):
         raise RateLimited("Too many failed logins. Try again in 15 minutes.",
                           retry_after=int(WINDOW.total_seconds()), code="too_many_attempts")
-    user = conn.execute(select(User).where(User.username == username, User.active)).scalar()
+    user = conn.execute(select(User).where(User.username == username, User.active)).first()
     try:
         HASHER.verify(user.password_hash if user else _DUMMY, password)
         ok = user is not None
@@ -114,19 +114,20 @@ def load_session(conn: Connection, token: str, idle: timedelta, absolute: timede
     """The principal behind a cookie token, or None if unknown, ended or timed out."""
     now = datetime.now(timezone.utc)
     row = conn.execute(
-        select(LoginSession, User).join(User, User.id == LoginSession.user_id)
+        select(LoginSession.token_hash, LoginSession.csrf_token, LoginSession.created_at,
+               LoginSession.last_seen_at, User.id, User.username, User.role, User.insurer_id)
+        .join(User, User.id == LoginSession.user_id)
         .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None),
                User.active)).first()
     if row is None:
         return None
-    session, user = row
-    if now - utc(session.last_seen_at) > idle or now - utc(session.created_at) > absolute:
+    if now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute:
         end_session(conn, token)
         return None
-    if now - utc(session.last_seen_at) > timedelta(minutes=1):  # spare a write per request
+    if now - utc(row.last_seen_at) > timedelta(minutes=1):  # spare a write per request
         conn.execute(LoginSession.__table__.update().where(
-            LoginSession.token_hash == session.token_hash).values(last_seen_at=now))
-    return Principal(user.id, user.username, user.role, user.insurer_id, session.csrf_token)
+            LoginSession.token_hash == row.token_hash).values(last_seen_at=now))
+    return Principal(row.id, row.username, row.role, row.insurer_id, row.csrf_token)
 
 
 def end_session(conn: Connection, token: str) -> None:

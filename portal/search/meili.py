@@ -21,6 +21,7 @@ from portal.search.base import FACETS, ReviewDoc, SearchError, SearchQuery, Sear
 SETTINGS: dict[str, Any] = {
     "searchableAttributes": ["text", "insurer_name"],
     "filterableAttributes": [
+        "id",  # only to delete by filter
         "insurer_code",
         "stage",
         "channel",
@@ -101,7 +102,9 @@ class MeiliIndex:
 
     def remove(self, rating_ids: list[str]) -> None:
         if rating_ids:
-            self._wait(self._index().delete_documents(list(rating_ids)))
+            # By filter: the client deprecates deleting by a list of ids.
+            listed = ", ".join(filter_value(i) for i in rating_ids)
+            self._wait(self._index().delete_documents(filter=f"id IN [{listed}]"))
 
     def ids(self) -> set[str]:
         out: set[str] = set()

@@ -54,9 +54,10 @@ def free_port() -> int:
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return state != "Z"  # a zombie has exited; its parent (maybe not us) has yet to reap it
 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> None:

@@ -4,7 +4,8 @@ Hits, filters, facets and visibility come straight from ratings + rating_texts, 
 hidden text disappears at once and a redacted one is shown redacted. Text matching:
 every whitespace-separated term must occur (AND), in the review or the insurer name.
 On SQLite, terms of 3+ characters are narrowed by the FTS5 trigram index first; shorter
-ones (most Chinese words) use LIKE, because trigram MATCH finds nothing for them.
+ones (most Chinese words) use LIKE on rating_texts, because trigram MATCH (and even
+LIKE on the FTS5 table itself, in SQLite 3.40) finds nothing for them.
 On PostgreSQL the app role may not create tables or extensions, so it is ILIKE alone.
 """
 

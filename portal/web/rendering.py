@@ -19,7 +19,7 @@ from portal.web.security import anonymous_csrf_token
 
 
 def locale_of(request: Request) -> str:
-    cached = request.state.__dict__.get("locale")
+    cached = getattr(request.state, "locale", None)
     if cached:
         return str(cached)
     locale = negotiate(request.query_params.get("lang") or request.cookies.get("lang"),
@@ -31,7 +31,7 @@ def locale_of(request: Request) -> str:
 def _context(request: Request) -> dict[str, Any]:
     locale = locale_of(request)
     t = translations(locale)
-    principal = request.state.__dict__.get("principal")
+    principal = getattr(request.state, "principal", None)
     csrf = principal.csrf_token if principal and principal.csrf_token else (
         anonymous_csrf_token(request))
     return {

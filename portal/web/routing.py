@@ -74,7 +74,7 @@ def _guard(fn: Handler, roles: frozenset[str], path: str) -> Handler:
         if not api and request.method not in SAFE_METHODS:
             await check_csrf(request, principal.csrf_token or anonymous_csrf_token(request))
         response = await fn(request)
-        new_cookie = request.state.__dict__.get("new_csrf_cookie")
+        new_cookie = getattr(request.state, "new_csrf_cookie", None)
         if new_cookie:
             response.set_cookie(ANON_CSRF_COOKIE, new_cookie, httponly=True, secure=True,
                                 samesite="lax")

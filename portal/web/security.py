@@ -57,7 +57,8 @@ def anonymous_csrf_token(request: Request) -> str:
     """Double-submit token for visitors without a login session."""
     token = request.cookies.get(ANON_CSRF_COOKIE, "")
     if len(token) < 32:
-        token = request.state.__dict__.setdefault("new_csrf_cookie", secrets.token_urlsafe(32))
+        token = getattr(request.state, "new_csrf_cookie", None) or secrets.token_urlsafe(32)
+        request.state.new_csrf_cookie = token
     return token
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 
@@ -25,9 +26,15 @@ def app_settings(settings: Settings) -> Settings:
     return settings
 
 
+_ips = itertools.count(1)
+
+
 @pytest.fixture
 def client(app_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(app_settings), base_url=BASE) as c:
+    """Each test comes from its own address, so per-IP login limits do not leak between tests."""
+    n = next(_ips)
+    with TestClient(create_app(app_settings), base_url=BASE,
+                    client=(f"10.0.{n // 250}.{n % 250 + 1}", 50000)) as c:
         yield c
 
 

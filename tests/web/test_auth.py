@@ -127,9 +127,10 @@ def test_insurer_sees_only_its_own_insurer(client: TestClient, users: World) -> 
 
 
 def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> None:
-    page = client.get("/login")
     for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        page = client.get("/login")
         r = client.post("/login", data={"username": "reg", "password": PASSWORD, "next": evil,
                                         "csrf_token": csrf_of(page.text)},
                         headers={"origin": BASE}, follow_redirects=False)
+        assert r.status_code == 303, (evil, r.status_code)
         assert r.headers["location"] == "/", evil
