@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -43,35 +43,57 @@ class Principal:
 ANONYMOUS = Principal(None, "", "anonymous")
 
 
-def add_user(conn: Connection, username: str, password: str, role: str,
-             insurer: str | None = None) -> int:
+def add_user(
+    conn: Connection, username: str, password: str, role: str, insurer: str | None = None
+) -> int:
     username = username.strip()
     if not username or len(username) > 64 or not username.isprintable() or " " in username:
-        raise Invalid("A user name of 1 to 64 characters without spaces is required.",
-                      field="username", code="invalid_username")
+        raise Invalid(
+            "A user name of 1 to 64 characters without spaces is required.",
+            field="username",
+            code="invalid_username",
+        )
     if role not in USER_ROLES:
-        raise Invalid("Role must be regulator, insurer or admin.", field="role",
-                      code="invalid_role")
+        raise Invalid(
+            "Role must be regulator, insurer or admin.", field="role", code="invalid_role"
+        )
     if (role == "insurer") != (insurer is not None):
-        raise Invalid("An insurer user needs --insurer; other roles must not have one.",
-                      field="insurer", code="insurer_mismatch")
+        raise Invalid(
+            "An insurer user needs --insurer; other roles must not have one.",
+            field="insurer",
+            code="insurer_mismatch",
+        )
     if len(password) < MIN_PASSWORD:
-        raise Invalid("The password must have at least %(min)s characters.", field="password",
-                      code="weak_password", min=MIN_PASSWORD)
+        raise Invalid(
+            "The password must have at least %(min)s characters.",
+            field="password",
+            code="weak_password",
+            min=MIN_PASSWORD,
+        )
     if conn.execute(select(User.id).where(User.username == username)).first():
-        raise Conflict("User %(value)s already exists.", field="username", code="exists",
-                       value=username)
+        raise Conflict(
+            "User %(value)s already exists.", field="username", code="exists", value=username
+        )
     iid = directory.insurer_id(conn, insurer) if insurer else None
-    result = conn.execute(User.__table__.insert().values(
-        username=username, password_hash=HASHER.hash(password), role=role, insurer_id=iid))
+    result = conn.execute(
+        User.__table__.insert().values(
+            username=username, password_hash=HASHER.hash(password), role=role, insurer_id=iid
+        )
+    )
     return int(result.inserted_primary_key[0])
 
 
 def _recent_failures(conn: Connection, now: datetime, **where: str) -> int:
-    (col, value), = where.items()
-    stmt = select(func.count()).select_from(LoginAttempt).where(
-        getattr(LoginAttempt, col) == value, LoginAttempt.success.is_(False),
-        LoginAttempt.at > now - WINDOW)
+    ((col, value),) = where.items()
+    stmt = (
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(
+            getattr(LoginAttempt, col) == value,
+            LoginAttempt.success.is_(False),
+            LoginAttempt.at > now - WINDOW,
+        )
+    )
     return int(conn.execute(stmt).scalar_one())
 
 
@@ -80,20 +102,26 @@ def authenticate(conn: Connection, username: str, password: str, ip: str) -> Use
 
     Records every attempt, so the caller must commit even on failure (hence no raise).
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     username = username.strip()[:64]
-    if (_recent_failures(conn, now, username=username) >= MAX_FAILS_PER_ACCOUNT
-            or _recent_failures(conn, now, ip=ip) >= MAX_FAILS_PER_IP):
-        raise RateLimited("Too many failed logins. Try again in 15 minutes.",
-                          retry_after=int(WINDOW.total_seconds()), code="too_many_attempts")
+    if (
+        _recent_failures(conn, now, username=username) >= MAX_FAILS_PER_ACCOUNT
+        or _recent_failures(conn, now, ip=ip) >= MAX_FAILS_PER_IP
+    ):
+        raise RateLimited(
+            "Too many failed logins. Try again in 15 minutes.",
+            retry_after=int(WINDOW.total_seconds()),
+            code="too_many_attempts",
+        )
     user = conn.execute(select(User).where(User.username == username, User.active)).first()
     try:
         HASHER.verify(user.password_hash if user else _DUMMY, password)
         ok = user is not None
     except (VerificationError, InvalidHashError):
         ok = False
-    conn.execute(LoginAttempt.__table__.insert().values(at=now, username=username, ip=ip[:64],
-                                                        success=ok))
+    conn.execute(
+        LoginAttempt.__table__.insert().values(at=now, username=username, ip=ip[:64], success=ok)
+    )
     return user if ok else None
 
 
@@ -104,40 +132,67 @@ def token_hash(token: str) -> str:
 def start_session(conn: Connection, user_id: int) -> str:
     """A fresh opaque token for every login (no session fixation)."""
     token = secrets.token_urlsafe(32)
-    conn.execute(LoginSession.__table__.insert().values(
-        token_hash=token_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32)))
+    conn.execute(
+        LoginSession.__table__.insert().values(
+            token_hash=token_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32)
+        )
+    )
     return token
 
 
-def load_session(conn: Connection, token: str, idle: timedelta, absolute: timedelta,
-                 ) -> Principal | None:
+def load_session(
+    conn: Connection,
+    token: str,
+    idle: timedelta,
+    absolute: timedelta,
+) -> Principal | None:
     """The principal behind a cookie token, or None if unknown, ended or timed out."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     row = conn.execute(
-        select(LoginSession.token_hash, LoginSession.csrf_token, LoginSession.created_at,
-               LoginSession.last_seen_at, User.id, User.username, User.role, User.insurer_id)
+        select(
+            LoginSession.token_hash,
+            LoginSession.csrf_token,
+            LoginSession.created_at,
+            LoginSession.last_seen_at,
+            User.id,
+            User.username,
+            User.role,
+            User.insurer_id,
+        )
         .join(User, User.id == LoginSession.user_id)
-        .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None),
-               User.active)).first()
+        .where(
+            LoginSession.token_hash == token_hash(token),
+            LoginSession.ended_at.is_(None),
+            User.active,
+        )
+    ).first()
     if row is None:
         return None
     if now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute:
         end_session(conn, token)
         return None
     if now - utc(row.last_seen_at) > timedelta(minutes=1):  # spare a write per request
-        conn.execute(LoginSession.__table__.update().where(
-            LoginSession.token_hash == row.token_hash).values(last_seen_at=now))
+        conn.execute(
+            LoginSession.__table__.update()
+            .where(LoginSession.token_hash == row.token_hash)
+            .values(last_seen_at=now)
+        )
     return Principal(row.id, row.username, row.role, row.insurer_id, row.csrf_token)
 
 
 def end_session(conn: Connection, token: str) -> None:
-    conn.execute(LoginSession.__table__.update().where(
-        LoginSession.token_hash == token_hash(token)).values(ended_at=datetime.now(timezone.utc)))
+    conn.execute(
+        LoginSession.__table__.update()
+        .where(LoginSession.token_hash == token_hash(token))
+        .values(ended_at=datetime.now(UTC))
+    )
 
 
 def end_all_sessions(conn: Connection, user_id: int) -> int:
     """What an admin does to throw a user out everywhere."""
-    result = conn.execute(LoginSession.__table__.update().where(
-        LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
-        .values(ended_at=datetime.now(timezone.utc)))
+    result = conn.execute(
+        LoginSession.__table__.update()
+        .where(LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
+        .values(ended_at=datetime.now(UTC))
+    )
     return int(result.rowcount)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from portal.merkle import leaf_hash
@@ -28,7 +28,7 @@ VERSION = 1
 
 def utc(dt: datetime) -> datetime:
     """Aware UTC; a naive value (as SQLite returns it) is taken to be UTC already."""
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def timestamp(dt: datetime) -> str:

@@ -75,13 +75,17 @@ def init(ctx: Context) -> None:
 
     migrate(ctx.settings)
     key = load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin, create=True)
-    ctx.out({"database": ctx.engine.url.render_as_string(hide_password=True), "key_id": key.key_id},
-            f"database ready: {ctx.engine.url.render_as_string(hide_password=True)}\n"
-            f"ledger key: {ctx.settings.ledger_key_path} (key id {key.key_id})")
+    ctx.out(
+        {"database": ctx.engine.url.render_as_string(hide_password=True), "key_id": key.key_id},
+        f"database ready: {ctx.engine.url.render_as_string(hide_password=True)}\n"
+        f"ledger key: {ctx.settings.ledger_key_path} (key id {key.key_id})",
+    )
 
 
 @command(main, "demo")
-@click.option("--ratings", "n", type=click.IntRange(0, 5_000_000), default=20_000, show_default=True)
+@click.option(
+    "--ratings", "n", type=click.IntRange(0, 5_000_000), default=20_000, show_default=True
+)
 @click.option("--seed", type=int, default=20261122, show_default=True)
 def demo(ctx: Context, n: int, seed: int) -> None:
     """Load fictional demo insurers, branches, staff, users and ratings (through record())."""
@@ -100,8 +104,15 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
     import uvicorn
 
     click.echo(f"Gongping portal: http://{host}:{port}/", err=True)
-    uvicorn.run("app:app", host=host, port=port, workers=workers, proxy_headers=False,
-                loop="uvloop" if workers > 1 else "asyncio", log_level="info")
+    uvicorn.run(
+        "app:app",
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=False,
+        loop="uvloop" if workers > 1 else "asyncio",
+        log_level="info",
+    )
 
 
 @main.group()
@@ -137,8 +148,10 @@ def branch_add(ctx: Context, insurer_code: str, code: str, name: str, region: st
 
     with ctx.engine.begin() as conn:
         bid = directory.add_branch(conn, insurer_code.upper(), code, name, region)
-    ctx.out({"id": bid, "insurer": insurer_code.upper(), "branch": code, "region": region},
-            f"branch {code} added")
+    ctx.out(
+        {"id": bid, "insurer": insurer_code.upper(), "branch": code, "region": region},
+        f"branch {code} added",
+    )
 
 
 @main.group()
@@ -176,8 +189,9 @@ def device_add(ctx: Context, insurer_code: str, branch_code: str) -> None:
 
     with ctx.engine.begin() as conn:
         device_id, token = credentials.add_device(conn, insurer_code.upper(), branch_code)
-    ctx.out({"device_id": device_id, "token": token},
-            f"device {device_id}\ntoken (shown once): {token}")
+    ctx.out(
+        {"device_id": device_id, "token": token}, f"device {device_id}\ntoken (shown once): {token}"
+    )
 
 
 @main.group()
@@ -193,8 +207,10 @@ def client_add(ctx: Context, insurer_code: str) -> None:
 
     with ctx.engine.begin() as conn:
         client_id, secret = credentials.add_client(conn, insurer_code.upper())
-    ctx.out({"client_id": client_id, "secret": secret},
-            f"client {client_id}\nsecret (shown once): {secret}")
+    ctx.out(
+        {"client_id": client_id, "secret": secret},
+        f"client {client_id}\nsecret (shown once): {secret}",
+    )
 
 
 @main.group()
@@ -212,8 +228,9 @@ def user_add(ctx: Context, username: str, role: str, insurer_code: str | None) -
 
     password = sys.stdin.readline().rstrip("\n")
     with ctx.engine.begin() as conn:
-        uid = accounts.add_user(conn, username, password, role,
-                                insurer_code.upper() if insurer_code else None)
+        uid = accounts.add_user(
+            conn, username, password, role, insurer_code.upper() if insurer_code else None
+        )
     ctx.out({"id": uid, "username": username, "role": role}, f"user {username} added")
 
 
@@ -240,10 +257,15 @@ def verify_cmd(ctx: Context) -> None:
 
     key = ledger.load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin)
     problems = ledger.verify(ctx.engine, key.private.public_key(), key.origin)
-    ctx.out({"ok": not problems, "problems": [str(p) for p in problems],
-             "ratings": sorted({p.rating_id for p in problems if p.rating_id})},
-            "\n".join(str(p) for p in problems) or "ledger verified: every leaf, root and "
-            "signature matches")
+    ctx.out(
+        {
+            "ok": not problems,
+            "problems": [str(p) for p in problems],
+            "ratings": sorted({p.rating_id for p in problems if p.rating_id}),
+        },
+        "\n".join(str(p) for p in problems)
+        or "ledger verified: every leaf, root and signature matches",
+    )
     if problems:
         sys.exit(1)
 

@@ -42,8 +42,10 @@ class Settings:
             return self.database_url
         from sqlalchemy.engine import make_url
 
-        return make_url(self.database_url).set(username=self.app_role, password=None).render_as_string(
-            hide_password=False
+        return (
+            make_url(self.database_url)
+            .set(username=self.app_role, password=None)
+            .render_as_string(hide_password=False)
         )
 
 
@@ -61,13 +63,19 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         environment=environment,
         meili_url=config("MEILI_URL", default=None) or None,
         meili_key=config("MEILI_KEY", cast=Secret, default=""),
-        ledger_key_path=Path(config("LEDGER_KEY_PATH", default=str(ROOT / "var" / "ledger-ed25519.pem"))),
+        ledger_key_path=Path(
+            config("LEDGER_KEY_PATH", default=str(ROOT / "var" / "ledger-ed25519.pem"))
+        ),
         ledger_origin=config("LEDGER_ORIGIN", default="gongping.local/ratings"),
         checkpoint_interval=config("CHECKPOINT_INTERVAL", cast=int, default=120),
         session_idle_minutes=config("SESSION_IDLE_MINUTES", cast=int, default=30),
         session_max_hours=config("SESSION_MAX_HOURS", cast=int, default=12),
         clock_skew_seconds=config("CLOCK_SKEW_SECONDS", cast=int, default=120),
     )
-    if environment == "production" and settings.meili_url and str(settings.meili_key) in ("", "changeme"):
+    if (
+        environment == "production"
+        and settings.meili_url
+        and str(settings.meili_key) in ("", "changeme")
+    ):
         raise RuntimeError("MEILI_KEY must be set to a real key in production")
     return settings

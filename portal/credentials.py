@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
 
@@ -24,14 +24,16 @@ def add_device(conn: Connection, insurer: str, branch: str) -> tuple[int, str]:
     iid = directory.insurer_id(conn, insurer)
     bid = directory.branch_id(conn, iid, branch)
     token = "gpd_" + secrets.token_urlsafe(32)
-    result = conn.execute(Device.__table__.insert().values(
-        insurer_id=iid, branch_id=bid, token_hash=_hash(token)))
+    result = conn.execute(
+        Device.__table__.insert().values(insurer_id=iid, branch_id=bid, token_hash=_hash(token))
+    )
     return int(result.inserted_primary_key[0]), token
 
 
 def device_for_token(conn: Connection, token: str) -> Device:
-    row = conn.execute(select(Device).where(Device.token_hash == _hash(token),
-                                            Device.revoked_at.is_(None))).first()
+    row = conn.execute(
+        select(Device).where(Device.token_hash == _hash(token), Device.revoked_at.is_(None))
+    ).first()
     if row is None:
         raise Unauthorized("Unknown or revoked device token.", code="bad_token")
     return row[0]
@@ -42,8 +44,9 @@ def add_client(conn: Connection, insurer: str) -> tuple[str, str]:
     iid = directory.insurer_id(conn, insurer)
     client_id = "gpc_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
-    conn.execute(ApiClient.__table__.insert().values(
-        insurer_id=iid, client_id=client_id, secret=secret))
+    conn.execute(
+        ApiClient.__table__.insert().values(insurer_id=iid, client_id=client_id, secret=secret)
+    )
     return client_id, secret
 
 
@@ -54,4 +57,4 @@ def check_signature(secret: str, timestamp: str, body: bytes, signature: str) ->
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -38,7 +38,9 @@ def enable_defensive(conn: sqlite3.Connection, path: str) -> bool:
         return False
     out = ctypes.c_int(0)
     lib.sqlite3_db_config(
-        ctypes.c_void_p(handle), ctypes.c_int(SQLITE_DBCONFIG_DEFENSIVE), ctypes.c_int(1),
+        ctypes.c_void_p(handle),
+        ctypes.c_int(SQLITE_DBCONFIG_DEFENSIVE),
+        ctypes.c_int(1),
         ctypes.byref(out),
     )
     return out.value == 1
@@ -118,6 +120,8 @@ def grant_app_role(engine: Engine, role: str) -> None:
         conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
         conn.execute(text(f'REVOKE ALL ON {", ".join(tables)} FROM "{role}"'))
         conn.execute(text(f'GRANT SELECT, INSERT ON {", ".join(APPEND_ONLY)} TO "{role}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(mutable)} TO "{role}"'))
+        conn.execute(
+            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(mutable)} TO "{role}"')
+        )
         conn.execute(text(f'GRANT SELECT ON alembic_version TO "{role}"'))
         conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))

@@ -7,7 +7,7 @@ every channel; then a checkpoint signs them into the ledger.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -19,7 +19,7 @@ from portal.models import Insurer, Rating, User
 from portal.ratings import RatingIn, record_batch
 
 BATCH = 1000
-DEMO_PASSWORD = "gongping-demo"  # demo accounts only; printed so a newcomer can log in
+DEMO_PASSWORD = "gongping-demo"  # noqa: S105 - demo accounts only, printed for newcomers
 
 
 def _directory(engine: Engine, rng: random.Random) -> list[demo_data.DemoStaff]:
@@ -29,16 +29,23 @@ def _directory(engine: Engine, rng: random.Random) -> list[demo_data.DemoStaff]:
             directory.add_insurer(conn, ins.code, ins.name)
         for b in demo_data.branches():
             directory.add_branch(conn, b.insurer_code, b.code, b.name, b.region)
-        directory.import_staff(conn, [directory.StaffRow(s.insurer_code, s.branch_code,
-                                                         s.staff_no, s.name, s.role)
-                                      for s in staff])
+        directory.import_staff(
+            conn,
+            [
+                directory.StaffRow(s.insurer_code, s.branch_code, s.staff_no, s.name, s.role)
+                for s in staff
+            ],
+        )
     return staff
 
 
 def _users(engine: Engine) -> list[dict[str, str]]:
     first = demo_data.insurers()[0].code
-    wanted = [("regulator", "regulator", None), ("admin", "admin", None),
-              (f"insurer-{first.lower()}", "insurer", first)]
+    wanted = [
+        ("regulator", "regulator", None),
+        ("admin", "admin", None),
+        (f"insurer-{first.lower()}", "insurer", first),
+    ]
     made = []
     with engine.begin() as conn:
         for username, role, insurer in wanted:
@@ -50,19 +57,31 @@ def _users(engine: Engine) -> list[dict[str, str]]:
 
 def _as_input(d: demo_data.DemoRating, i: int) -> RatingIn:
     source = {"counter": "demo:counter", "phone": "demo:phone", "web": "web"}[d.channel]
-    return RatingIn(insurer=d.insurer_code, stage=d.stage, channel=d.channel, scale=d.scale,
-                    value=d.value, occurred_at=d.occurred_at, source=source,
-                    idempotency_key=f"demo-{i}", branch=d.branch_code, staff_no=d.staff_no,
-                    text=d.text, verified=d.verified)
+    return RatingIn(
+        insurer=d.insurer_code,
+        stage=d.stage,
+        channel=d.channel,
+        scale=d.scale,
+        value=d.value,
+        occurred_at=d.occurred_at,
+        source=source,
+        idempotency_key=f"demo-{i}",
+        branch=d.branch_code,
+        staff_no=d.staff_no,
+        text=d.text,
+        verified=d.verified,
+    )
 
 
-def _ratings(engine: Engine, staff: list[demo_data.DemoStaff], rng: random.Random, n: int,
-             progress: bool) -> int:
-    end = datetime.now(timezone.utc) - timedelta(minutes=10)
+def _ratings(
+    engine: Engine, staff: list[demo_data.DemoStaff], rng: random.Random, n: int, progress: bool
+) -> int:
+    end = datetime.now(UTC) - timedelta(minutes=10)
     stream = demo_data.ratings(rng, n, end, months=18, staff_list=staff)
     done = 0
-    with click.progressbar(length=n, label="ratings", file=None if progress else _Null(),
-                           show_pos=True) as bar:
+    with click.progressbar(
+        length=n, label="ratings", file=None if progress else _Null(), show_pos=True
+    ) as bar:
         batch: list[RatingIn] = []
         for i, d in enumerate(stream):
             batch.append(_as_input(d, i))
@@ -86,7 +105,9 @@ class _Null:
         pass
 
 
-def load(engine: Engine, settings: Settings, *, n: int, seed: int, progress: bool) -> dict[str, Any]:
+def load(
+    engine: Engine, settings: Settings, *, n: int, seed: int, progress: bool
+) -> dict[str, Any]:
     """Load the demo once; a second run only adds the missing users and a checkpoint."""
     rng = random.Random(seed)
     with engine.connect() as conn:
@@ -101,14 +122,22 @@ def load(engine: Engine, settings: Settings, *, n: int, seed: int, progress: boo
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(Rating)).scalar_one()
         size = cp.tree_size if cp else (ledger.latest(conn).tree_size if ledger.latest(conn) else 0)
-    return {"ratings_added": added, "ratings_total": total, "tree_size": size,
-            "already_loaded": bool(present), "users": users}
+    return {
+        "ratings_added": added,
+        "ratings_total": total,
+        "tree_size": size,
+        "already_loaded": bool(present),
+        "users": users,
+    }
 
 
 def summary(result: dict[str, Any]) -> str:
-    lines = ["demo data already present: nothing new loaded" if result["already_loaded"]
-             else f"loaded {result['ratings_added']} demo ratings",
-             f"ratings in database: {result['ratings_total']}, signed in ledger: "
-             f"{result['tree_size']}", "demo logins (user / password):"]
+    lines = [
+        "demo data already present: nothing new loaded"
+        if result["already_loaded"]
+        else f"loaded {result['ratings_added']} demo ratings",
+        f"ratings in database: {result['ratings_total']}, signed in ledger: {result['tree_size']}",
+        "demo logins (user / password):",
+    ]
     lines += [f"  {u['username']} / {u['password']}  ({u['role']})" for u in result["users"]]
     return "\n".join(lines)

@@ -21,33 +21,47 @@ STAFF_COLUMNS = ("insurer", "branch", "staff_no", "name", "role")
 def _code(value: str, field: str, max_len: int = 32) -> str:
     value = value.strip()
     if not _CODE.match(value) or len(value) > max_len:
-        raise Invalid("“%(value)s” is not a valid code: use letters, digits, - or _.",
-                      field=field, code="invalid_code", value=value[:40])
+        raise Invalid(
+            "“%(value)s” is not a valid code: use letters, digits, - or _.",
+            field=field,
+            code="invalid_code",
+            value=value[:40],
+        )
     return value
 
 
 def _name(value: str, field: str = "name", max_len: int = 100) -> str:
     value = " ".join(value.split())
     if not value or len(value) > max_len or not value.isprintable():
-        raise Invalid("A name of 1 to %(max)s printable characters is required.",
-                      field=field, code="invalid_name", max=max_len)
+        raise Invalid(
+            "A name of 1 to %(max)s printable characters is required.",
+            field=field,
+            code="invalid_name",
+            max=max_len,
+        )
     return value
 
 
 def insurer_id(conn: Connection, code: str) -> int:
     row = conn.execute(select(Insurer.id).where(Insurer.code == code)).first()
     if row is None:
-        raise Invalid("Unknown insurer “%(value)s”.", field="insurer", code="unknown_insurer",
-                      value=code[:40])
+        raise Invalid(
+            "Unknown insurer “%(value)s”.", field="insurer", code="unknown_insurer", value=code[:40]
+        )
     return int(row.id)
 
 
 def branch_id(conn: Connection, insurer: int, code: str) -> int:
-    row = conn.execute(select(Branch.id).where(Branch.insurer_id == insurer,
-                                               Branch.code == code)).first()
+    row = conn.execute(
+        select(Branch.id).where(Branch.insurer_id == insurer, Branch.code == code)
+    ).first()
     if row is None:
-        raise Invalid("This insurer has no branch “%(value)s”.", field="branch",
-                      code="unknown_branch", value=code[:40])
+        raise Invalid(
+            "This insurer has no branch “%(value)s”.",
+            field="branch",
+            code="unknown_branch",
+            value=code[:40],
+        )
     return int(row.id)
 
 
@@ -63,10 +77,14 @@ def add_branch(conn: Connection, insurer: str, code: str, name: str, region: str
     iid = insurer_id(conn, insurer)
     code = _code(code, "branch")
     if conn.execute(select(Branch.id).where(Branch.insurer_id == iid, Branch.code == code)).first():
-        raise Conflict("Branch %(value)s already exists.", field="branch", code="exists",
-                       value=code)
-    result = conn.execute(Branch.__table__.insert().values(
-        insurer_id=iid, code=code, name=_name(name), region=check_region(region)))
+        raise Conflict(
+            "Branch %(value)s already exists.", field="branch", code="exists", value=code
+        )
+    result = conn.execute(
+        Branch.__table__.insert().values(
+            insurer_id=iid, code=code, name=_name(name), region=check_region(region)
+        )
+    )
     return int(result.inserted_primary_key[0])
 
 
@@ -83,19 +101,36 @@ def parse_staff_csv(data: str) -> list[StaffRow]:
     """Parse `insurer,branch,staff_no,name,role` (header required). Raises Invalid with the line."""
     reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
     if tuple(reader.fieldnames or ()) != STAFF_COLUMNS:
-        raise Invalid("The CSV header must be exactly: %(cols)s.", field="file",
-                      code="bad_header", cols=",".join(STAFF_COLUMNS))
+        raise Invalid(
+            "The CSV header must be exactly: %(cols)s.",
+            field="file",
+            code="bad_header",
+            cols=",".join(STAFF_COLUMNS),
+        )
     rows = []
     for line, rec in enumerate(reader, start=2):
         if None in rec or any(v is None for v in rec.values()):
-            raise Invalid("Line %(line)s: expected 5 columns.", field="file", code="bad_row",
-                          line=line)
+            raise Invalid(
+                "Line %(line)s: expected 5 columns.", field="file", code="bad_row", line=line
+            )
         role = rec["role"].strip()
         if role not in ROLES:
-            raise Invalid("Line %(line)s: role must be one of %(roles)s.", field="role",
-                          code="invalid_role", line=line, roles=", ".join(ROLES))
-        rows.append(StaffRow(rec["insurer"].strip().upper(), rec["branch"].strip(),
-                             rec["staff_no"].strip(), rec["name"].strip(), role))
+            raise Invalid(
+                "Line %(line)s: role must be one of %(roles)s.",
+                field="role",
+                code="invalid_role",
+                line=line,
+                roles=", ".join(ROLES),
+            )
+        rows.append(
+            StaffRow(
+                rec["insurer"].strip().upper(),
+                rec["branch"].strip(),
+                rec["staff_no"].strip(),
+                rec["name"].strip(),
+                role,
+            )
+        )
     return rows
 
 
@@ -105,10 +140,15 @@ def import_staff(conn: Connection, rows: Iterable[StaffRow]) -> tuple[int, int]:
     for row in rows:
         iid = insurer_id(conn, row.insurer)
         bid = branch_id(conn, iid, row.branch) if row.branch else None
-        values = dict(staff_no=_code(row.staff_no, "staff_no"), name=_name(row.name, max_len=50),
-                      role=row.role, branch_id=bid)
-        existing = conn.execute(select(Staff.id).where(
-            Staff.insurer_id == iid, Staff.staff_no == values["staff_no"])).first()
+        values = dict(
+            staff_no=_code(row.staff_no, "staff_no"),
+            name=_name(row.name, max_len=50),
+            role=row.role,
+            branch_id=bid,
+        )
+        existing = conn.execute(
+            select(Staff.id).where(Staff.insurer_id == iid, Staff.staff_no == values["staff_no"])
+        ).first()
         if existing:
             conn.execute(Staff.__table__.update().where(Staff.id == existing.id).values(**values))
             updated += 1

@@ -14,7 +14,7 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +44,22 @@ class LedgerKey:
     @property
     def public_bytes(self) -> bytes:
         return self.private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
 
     @property
     def key_id(self) -> str:
         """C2SP signed-note key ID: SHA-256(origin || 0x0A || 0x01 || public key)[:4], hex."""
-        return hashlib.sha256(self.origin.encode() + b"\n\x01" + self.public_bytes).digest()[:4].hex()
+        return (
+            hashlib.sha256(self.origin.encode() + b"\n\x01" + self.public_bytes).digest()[:4].hex()
+        )
 
     def as_json(self) -> dict[str, str]:
-        return {"key_id": self.key_id, "algorithm": "ed25519",
-                "public_key": base64.b64encode(self.public_bytes).decode()}
+        return {
+            "key_id": self.key_id,
+            "algorithm": "ed25519",
+            "public_key": base64.b64encode(self.public_bytes).decode(),
+        }
 
 
 def load_key(path: Path, origin: str, *, create: bool = False) -> LedgerKey:
@@ -63,8 +69,10 @@ def load_key(path: Path, origin: str, *, create: bool = False) -> LedgerKey:
             raise FileNotFoundError(f"ledger key {path} is missing: run `portal init`")
         path.parent.mkdir(parents=True, exist_ok=True)
         pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption())
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
@@ -79,9 +87,15 @@ def note_for(origin: str, size: int, root: bytes) -> str:
 
 
 def checkpoint_json(cp: Any, origin: str) -> dict[str, Any]:
-    return {"origin": origin, "tree_size": cp.tree_size, "root_hash": cp.root_hash,
-            "timestamp": timestamp(cp.timestamp), "note": cp.note,
-            "signature": cp.signature, "key_id": cp.key_id}
+    return {
+        "origin": origin,
+        "tree_size": cp.tree_size,
+        "root_hash": cp.root_hash,
+        "timestamp": timestamp(cp.timestamp),
+        "note": cp.note,
+        "signature": cp.signature,
+        "key_id": cp.key_id,
+    }
 
 
 def latest(conn: Connection) -> Any:
@@ -116,9 +130,14 @@ def _previous(conn: Connection) -> tuple[int, list[bytes]]:
 
 def _pending(conn: Connection, limit: int) -> list[Any]:
     seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
-    return list(conn.execute(
-        select(Rating.id, Rating.leaf_hash).where(~seq.exists())
-        .order_by(Rating.recorded_at, Rating.id).limit(limit)))
+    return list(
+        conn.execute(
+            select(Rating.id, Rating.leaf_hash)
+            .where(~seq.exists())
+            .order_by(Rating.recorded_at, Rating.id)
+            .limit(limit)
+        )
+    )
 
 
 def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | None:
@@ -128,25 +147,43 @@ def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | 
         size, frontier = _previous(conn)
         start = size
         while rows := _pending(conn, batch):
-            entries = [{"leaf_index": size + i, "rating_id": r.id, "leaf_hash": r.leaf_hash,
-                        "sequenced_at": datetime.now(timezone.utc)} for i, r in enumerate(rows)]
+            entries = [
+                {
+                    "leaf_index": size + i,
+                    "rating_id": r.id,
+                    "leaf_hash": r.leaf_hash,
+                    "sequenced_at": datetime.now(UTC),
+                }
+                for i, r in enumerate(rows)
+            ]
             conn.execute(LedgerEntry.__table__.insert(), entries)
-            frontier = merkle.frontier_extend(frontier, size, [bytes.fromhex(r.leaf_hash) for r in rows])
+            frontier = merkle.frontier_extend(
+                frontier, size, [bytes.fromhex(r.leaf_hash) for r in rows]
+            )
             size += len(rows)
         if size == start:
             return None
         root = merkle.frontier_root(frontier)
         note = note_for(key.origin, size, root)
-        row = {"tree_size": size, "root_hash": root.hex(), "timestamp": datetime.now(timezone.utc),
-               "note": note, "signature": base64.b64encode(key.private.sign(note.encode())).decode(),
-               "key_id": key.key_id, "frontier": json.dumps([h.hex() for h in frontier])}
+        row = {
+            "tree_size": size,
+            "root_hash": root.hex(),
+            "timestamp": datetime.now(UTC),
+            "note": note,
+            "signature": base64.b64encode(key.private.sign(note.encode())).decode(),
+            "key_id": key.key_id,
+            "frontier": json.dumps([h.hex() for h in frontier]),
+        }
         conn.execute(Checkpoint.__table__.insert(), [row])
         return conn.execute(select(Checkpoint).where(Checkpoint.tree_size == size)).first()
 
 
 def _leaves(conn: Connection, size: int) -> list[bytes]:
-    rows = conn.execute(select(LedgerEntry.leaf_hash).where(LedgerEntry.leaf_index < size)
-                        .order_by(LedgerEntry.leaf_index))
+    rows = conn.execute(
+        select(LedgerEntry.leaf_hash)
+        .where(LedgerEntry.leaf_index < size)
+        .order_by(LedgerEntry.leaf_index)
+    )
     return [bytes.fromhex(h) for (h,) in rows]
 
 
@@ -158,19 +195,32 @@ def inclusion(conn: Connection, rating_id: str) -> dict[str, Any]:
         exists = conn.execute(select(Rating.id).where(Rating.id == rating_id)).first()
         if exists is None:
             raise NotFound("There is no rating %(id)s.", id=rating_id[:40])
-        raise NotFound("Rating %(id)s is not in a signed checkpoint yet; try again in a few "
-                       "minutes.", code="not_yet_sequenced", id=rating_id)
+        raise NotFound(
+            "Rating %(id)s is not in a signed checkpoint yet; try again in a few minutes.",
+            code="not_yet_sequenced",
+            id=rating_id,
+        )
     proof = merkle.inclusion_proof(_leaves(conn, cp.tree_size), entry.leaf_index, cp.tree_size)
-    return {"id": rating_id, "leaf_index": entry.leaf_index, "leaf_hash": entry.leaf_hash,
-            "tree_size": cp.tree_size, "proof": [p.hex() for p in proof], "checkpoint": cp}
+    return {
+        "id": rating_id,
+        "leaf_index": entry.leaf_index,
+        "leaf_hash": entry.leaf_hash,
+        "tree_size": cp.tree_size,
+        "proof": [p.hex() for p in proof],
+        "checkpoint": cp,
+    }
 
 
 def consistency(conn: Connection, first: int, second: int) -> list[str]:
     cp = latest(conn)
     top = cp.tree_size if cp else 0
     if not 1 <= first <= second <= top:
-        raise BadRequest("Sizes must satisfy 1 <= from <= to <= %(size)s.", field="from",
-                         code="invalid_range", size=top)
+        raise BadRequest(
+            "Sizes must satisfy 1 <= from <= to <= %(size)s.",
+            field="from",
+            code="invalid_range",
+            size=top,
+        )
     return [p.hex() for p in merkle.consistency_proof(_leaves(conn, second), first, second)]
 
 
@@ -187,9 +237,39 @@ def _check_rating(r: Any) -> Iterator[Problem]:
     recomputed = rating_leaf_hash(r._mapping)
     if recomputed != r.leaf_hash:
         yield Problem(r.id, "stored data no longer matches its leaf hash")
-    if r.body is not None and not r.redacted and r.text_hash != text_commitment(
-            bytes.fromhex(r.salt), r.body):
+    if (
+        r.body is not None
+        and not r.redacted
+        and r.text_hash != text_commitment(bytes.fromhex(r.salt), r.body)
+    ):
         yield Problem(r.id, "text no longer matches its commitment")
+
+
+def _sequenced(conn: Connection) -> Any:
+    """Ledger entries in leaf order, each with its rating and text (if still there)."""
+    cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
+    stmt = (
+        select(
+            LedgerEntry.leaf_index,
+            LedgerEntry.leaf_hash.label("ledger_hash"),
+            LedgerEntry.rating_id.label("entry_rating"),
+            *cols,
+        )
+        .select_from(LedgerEntry)
+        .outerjoin(Rating, Rating.id == LedgerEntry.rating_id)
+        .outerjoin(RatingText, RatingText.rating_id == Rating.id)
+        .order_by(LedgerEntry.leaf_index)
+    )
+    return conn.execution_options(yield_per=10_000).execute(stmt)
+
+
+def _check_entry(r: Any, index: int) -> Iterator[Problem]:
+    if r.id is None:
+        yield Problem(r.entry_rating, f"leaf {index}: the rating row is gone")
+        return
+    yield from _check_rating(r)
+    if r.ledger_hash != r.leaf_hash:
+        yield Problem(r.id, f"leaf {index}: ledger and rating hashes differ")
 
 
 def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Problem]:
@@ -197,40 +277,34 @@ def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Proble
     problems: list[Problem] = []
     with engine.connect() as conn:
         checkpoints = {c.tree_size: c for c in conn.execute(select(Checkpoint))}
-        cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
-        stmt = (select(LedgerEntry.leaf_index, LedgerEntry.leaf_hash.label("ledger_hash"),
-                       LedgerEntry.rating_id.label("entry_rating"), *cols)
-                .select_from(LedgerEntry).outerjoin(Rating, Rating.id == LedgerEntry.rating_id)
-                .outerjoin(RatingText, RatingText.rating_id == Rating.id)
-                .order_by(LedgerEntry.leaf_index))
         frontier: list[bytes] = []
-        size = 0
-        for r in conn.execution_options(yield_per=10_000).execute(stmt):
-            if r.leaf_index != size:
-                problems.append(Problem(None, f"ledger gap: leaf {size} is missing"))
+        for index, r in enumerate(_sequenced(conn)):
+            if r.leaf_index != index:
+                problems.append(Problem(None, f"ledger gap: leaf {index} is missing"))
                 break
-            if r.id is None:
-                problems.append(Problem(r.entry_rating, f"leaf {size}: the rating row is gone"))
-            else:
-                problems.extend(_check_rating(r))
-                if r.ledger_hash != r.leaf_hash:
-                    problems.append(Problem(r.id, f"leaf {size}: ledger and rating hashes differ"))
-            frontier = merkle.frontier_append(frontier, size, bytes.fromhex(r.ledger_hash))
-            size += 1
-            if size in checkpoints:
-                problems.extend(_check_checkpoint(checkpoints.pop(size), frontier, public, origin))
-        problems.extend(Problem(None, f"checkpoint {s}: covers leaves that do not exist")
-                        for s in sorted(checkpoints))
+            problems.extend(_check_entry(r, index))
+            frontier = merkle.frontier_append(frontier, index, bytes.fromhex(r.ledger_hash))
+            if index + 1 in checkpoints:
+                cp = checkpoints.pop(index + 1)
+                problems.extend(_check_checkpoint(cp, frontier, public, origin))
+        problems.extend(
+            Problem(None, f"checkpoint {s}: covers leaves that do not exist")
+            for s in sorted(checkpoints)
+        )
         problems.extend(_verify_pending(conn))
     return problems
 
 
-def _check_checkpoint(cp: Any, frontier: list[bytes], public: Ed25519PublicKey,
-                      origin: str) -> Iterator[Problem]:
+def _check_checkpoint(
+    cp: Any, frontier: list[bytes], public: Ed25519PublicKey, origin: str
+) -> Iterator[Problem]:
     root = merkle.frontier_root(frontier)
     if root.hex() != cp.root_hash:
-        yield Problem(None, f"checkpoint {cp.tree_size}: root does not match the ledger leaves "
-                            "(a sequenced leaf was changed)")
+        yield Problem(
+            None,
+            f"checkpoint {cp.tree_size}: root does not match the ledger leaves "
+            "(a sequenced leaf was changed)",
+        )
     if cp.note != note_for(origin, cp.tree_size, bytes.fromhex(cp.root_hash)):
         yield Problem(None, f"checkpoint {cp.tree_size}: note does not match its fields")
     try:
@@ -242,8 +316,9 @@ def _check_checkpoint(cp: Any, frontier: list[bytes], public: Ed25519PublicKey,
 def _verify_pending(conn: Connection) -> Iterator[Problem]:
     seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
     cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
-    stmt = (select(*cols).outerjoin(RatingText, RatingText.rating_id == Rating.id)
-            .where(~seq.exists()))
+    stmt = (
+        select(*cols).outerjoin(RatingText, RatingText.rating_id == Rating.id).where(~seq.exists())
+    )
     for r in conn.execution_options(yield_per=10_000).execute(stmt):
         yield from _check_rating(r)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,13 +31,14 @@ class Channel(StrEnum):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def tz_field(*, nullable: bool = False, index: bool = False, now: bool = False) -> Any:
     """A timezone-aware timestamp column (timestamptz on PostgreSQL)."""
-    column = Column(DateTime(timezone=True), nullable=nullable, index=index,
-                    default=utcnow if now else None)
+    column = Column(
+        DateTime(timezone=True), nullable=nullable, index=index, default=utcnow if now else None
+    )
     if now:
         return Field(default_factory=utcnow, sa_column=column)
     return Field(default=None, sa_column=column)
@@ -142,8 +143,9 @@ class TakedownRequest(SQLModel, table=True):
     explanation: str = Field(sa_column=Column(Text, nullable=False))
     requested_by: int = Field(foreign_key="users.id")
     requested_at: datetime = tz_field(now=True)
-    status: str = Field(default="pending", max_length=10,
-                        sa_column_kwargs={"server_default": "pending"})
+    status: str = Field(
+        default="pending", max_length=10, sa_column_kwargs={"server_default": "pending"}
+    )
 
 
 class TakedownDecision(SQLModel, table=True):

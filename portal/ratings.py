@@ -13,7 +13,7 @@ import secrets
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
@@ -57,7 +57,11 @@ class Receipt:
     replayed: bool = False
 
     def as_json(self) -> dict[str, str]:
-        return {"id": self.id, "leaf_hash": self.leaf_hash, "recorded_at": timestamp(self.recorded_at)}
+        return {
+            "id": self.id,
+            "leaf_hash": self.leaf_hash,
+            "recorded_at": timestamp(self.recorded_at),
+        }
 
 
 def normalise_score(scale: int, value: int) -> tuple[int, bool, bool]:
@@ -74,41 +78,82 @@ def clean_text(text: str | None) -> str | None:
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").strip()
     if not text:
         return None
-    bad = next((c for c in text if unicodedata.category(c) in ("Cc", "Cs", "Co")
-                and c not in ALLOWED_CONTROLS), None)
+    bad = next(
+        (
+            c
+            for c in text
+            if unicodedata.category(c) in ("Cc", "Cs", "Co") and c not in ALLOWED_CONTROLS
+        ),
+        None,
+    )
     if bad is not None:
-        raise Invalid("The text contains a control character (U+%(cp)s).", field="text",
-                      code="control_character", cp=f"{ord(bad):04X}")
+        raise Invalid(
+            "The text contains a control character (U+%(cp)s).",
+            field="text",
+            code="control_character",
+            cp=f"{ord(bad):04X}",
+        )
     if len(text) > MAX_TEXT:
-        raise Invalid("The text is %(length)s characters long; at most %(max)s are allowed.",
-                      field="text", code="text_too_long", length=len(text), max=MAX_TEXT)
+        raise Invalid(
+            "The text is %(length)s characters long; at most %(max)s are allowed.",
+            field="text",
+            code="text_too_long",
+            length=len(text),
+            max=MAX_TEXT,
+        )
     return text
 
 
 def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetime]:
     """Checks that need no database. Returns the cleaned text and UTC occurred_at."""
     if r.stage not in STAGES:
-        raise Invalid("Unknown stage “%(value)s”: use issuance, renewal or claim.",
-                      field="stage", code="invalid_stage", value=str(r.stage)[:40])
+        raise Invalid(
+            "Unknown stage “%(value)s”: use issuance, renewal or claim.",
+            field="stage",
+            code="invalid_stage",
+            value=str(r.stage)[:40],
+        )
     if r.channel not in CHANNELS:
-        raise Invalid("Unknown channel “%(value)s”: use counter, phone or web.",
-                      field="channel", code="invalid_channel", value=str(r.channel)[:40])
+        raise Invalid(
+            "Unknown channel “%(value)s”: use counter, phone or web.",
+            field="channel",
+            code="invalid_channel",
+            value=str(r.channel)[:40],
+        )
     if r.scale not in SCALES[r.channel]:
-        raise Invalid("The %(channel)s channel does not rate on a %(scale)s-point scale.",
-                      field="scale", code="invalid_scale", channel=r.channel, scale=r.scale)
+        raise Invalid(
+            "The %(channel)s channel does not rate on a %(scale)s-point scale.",
+            field="scale",
+            code="invalid_scale",
+            channel=r.channel,
+            scale=r.scale,
+        )
     if isinstance(r.value, bool) or not isinstance(r.value, int) or not 1 <= r.value <= r.scale:
-        raise Invalid("Score %(value)s is out of range: use 1 to %(scale)s.",
-                      field="value", code="score_out_of_range", value=r.value, scale=r.scale)
+        raise Invalid(
+            "Score %(value)s is out of range: use 1 to %(scale)s.",
+            field="value",
+            code="score_out_of_range",
+            value=r.value,
+            scale=r.scale,
+        )
     if r.occurred_at.tzinfo is None:
-        raise Invalid("The time needs a time zone offset.", field="occurred_at",
-                      code="missing_offset")
+        raise Invalid(
+            "The time needs a time zone offset.", field="occurred_at", code="missing_offset"
+        )
     occurred = utc(r.occurred_at)
     if occurred > now + timedelta(seconds=skew):
-        raise Invalid("The time %(value)s is in the future.", field="occurred_at",
-                      code="time_in_future", value=r.occurred_at.isoformat())
+        raise Invalid(
+            "The time %(value)s is in the future.",
+            field="occurred_at",
+            code="time_in_future",
+            value=r.occurred_at.isoformat(),
+        )
     if not r.idempotency_key or len(r.idempotency_key) > 128 or not r.idempotency_key.isprintable():
-        raise Invalid("An idempotency key of 1 to 128 printable characters is required.",
-                      field="idempotency_key", code="invalid_idempotency_key")
+        raise Invalid(
+            "An idempotency key of 1 to 128 printable characters is required.",
+            field="idempotency_key",
+            code="invalid_idempotency_key",
+        )
     return clean_text(r.text), occurred
 
 
@@ -134,23 +179,42 @@ class _Subjects:
     def resolve(self, r: RatingIn) -> tuple[int, int | None, int | None]:
         ins = self._one(("i", r.insurer), select(Insurer.id).where(Insurer.code == r.insurer))
         if ins is None:
-            raise Invalid("Unknown insurer “%(value)s”.", field="insurer",
-                          code="unknown_insurer", value=r.insurer)
+            raise Invalid(
+                "Unknown insurer “%(value)s”.",
+                field="insurer",
+                code="unknown_insurer",
+                value=r.insurer,
+            )
         branch_id = staff_id = None
         if r.branch is not None:
-            row = self._one(("b", ins.id, r.branch), select(Branch.id).where(
-                Branch.insurer_id == ins.id, Branch.code == r.branch))
+            row = self._one(
+                ("b", ins.id, r.branch),
+                select(Branch.id).where(Branch.insurer_id == ins.id, Branch.code == r.branch),
+            )
             if row is None:
-                raise Invalid("Insurer %(insurer)s has no branch “%(value)s”.", field="branch",
-                              code="unknown_branch", insurer=r.insurer, value=r.branch)
+                raise Invalid(
+                    "Insurer %(insurer)s has no branch “%(value)s”.",
+                    field="branch",
+                    code="unknown_branch",
+                    insurer=r.insurer,
+                    value=r.branch,
+                )
             branch_id = row.id
         if r.staff_no is not None:
-            row = self._one(("s", ins.id, r.staff_no), select(Staff.id, Staff.branch_id).where(
-                Staff.insurer_id == ins.id, Staff.staff_no == r.staff_no, Staff.active))
+            row = self._one(
+                ("s", ins.id, r.staff_no),
+                select(Staff.id, Staff.branch_id).where(
+                    Staff.insurer_id == ins.id, Staff.staff_no == r.staff_no, Staff.active
+                ),
+            )
             if row is None:
-                raise Invalid("Insurer %(insurer)s has no staff member with number “%(staff_no)s”.",
-                              field="staff_no", code="unknown_staff",
-                              insurer=r.insurer, staff_no=r.staff_no)
+                raise Invalid(
+                    "Insurer %(insurer)s has no staff member with number “%(staff_no)s”.",
+                    field="staff_no",
+                    code="unknown_staff",
+                    insurer=r.insurer,
+                    staff_no=r.staff_no,
+                )
             staff_id = row.id
             branch_id = branch_id if branch_id is not None else row.branch_id
         return ins.id, branch_id, staff_id
@@ -160,35 +224,64 @@ class _Subjects:
             return
         row = self.conn.execute(select(Rating.insurer_id).where(Rating.id == r.corrects)).first()
         if row is None or row.insurer_id != insurer_id:
-            raise Invalid("There is no rating %(id)s of this insurer to correct.",
-                          field="corrects", code="unknown_rating", id=r.corrects)
+            raise Invalid(
+                "There is no rating %(id)s of this insurer to correct.",
+                field="corrects",
+                code="unknown_rating",
+                id=r.corrects,
+            )
 
 
 def _existing(conn: Connection, r: RatingIn, fp: str) -> Receipt | None:
-    row = conn.execute(select(Rating.id, Rating.leaf_hash, Rating.recorded_at, Rating.fingerprint)
-                       .where(Rating.source == r.source,
-                              Rating.idempotency_key == r.idempotency_key)).first()
+    row = conn.execute(
+        select(Rating.id, Rating.leaf_hash, Rating.recorded_at, Rating.fingerprint).where(
+            Rating.source == r.source, Rating.idempotency_key == r.idempotency_key
+        )
+    ).first()
     if row is None:
         return None
     if row.fingerprint != fp:
-        raise Conflict("This idempotency key was already used for a different rating.",
-                       field="idempotency_key", code="idempotency_conflict")
+        raise Conflict(
+            "This idempotency key was already used for a different rating.",
+            field="idempotency_key",
+            code="idempotency_conflict",
+        )
     return Receipt(row.id, row.leaf_hash, utc(row.recorded_at), replayed=True)
 
 
-def _build(r: RatingIn, subjects: _Subjects, text: str | None, occurred: datetime, fp: str,
-           recorded: datetime) -> tuple[dict[str, Any], dict[str, Any] | None]:
+def _build(
+    r: RatingIn,
+    subjects: _Subjects,
+    text: str | None,
+    occurred: datetime,
+    fp: str,
+    recorded: datetime,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
     insurer_id, branch_id, staff_id = subjects.resolve(r)
     subjects.check_correction(r, insurer_id)
     score, top, bottom = normalise_score(r.scale, r.value)
     rid = secrets.token_hex(16)
     salt = secrets.token_bytes(16)
     row: dict[str, Any] = dict(
-        id=rid, insurer_id=insurer_id, branch_id=branch_id, staff_id=staff_id, stage=r.stage,
-        channel=r.channel, scale=r.scale, value=r.value, score=score, top_box=top,
-        bottom_box=bottom, verified=r.verified, occurred_at=occurred, recorded_at=recorded,
-        text_hash=text_commitment(salt, text) if text else None, corrects_id=r.corrects,
-        source=r.source, idempotency_key=r.idempotency_key, fingerprint=fp,
+        id=rid,
+        insurer_id=insurer_id,
+        branch_id=branch_id,
+        staff_id=staff_id,
+        stage=r.stage,
+        channel=r.channel,
+        scale=r.scale,
+        value=r.value,
+        score=score,
+        top_box=top,
+        bottom_box=bottom,
+        verified=r.verified,
+        occurred_at=occurred,
+        recorded_at=recorded,
+        text_hash=text_commitment(salt, text) if text else None,
+        corrects_id=r.corrects,
+        source=r.source,
+        idempotency_key=r.idempotency_key,
+        fingerprint=fp,
     )
     row["leaf_hash"] = rating_leaf_hash(row)
     text_row = dict(rating_id=rid, salt=salt.hex(), body=text) if text else None
@@ -200,8 +293,13 @@ def record(engine: Engine, rating: RatingIn, *, skew: int = 120) -> Receipt:
     return record_batch(engine, [rating], skew=skew)[0]
 
 
-def record_batch(engine: Engine, ratings: Sequence[RatingIn], *, skew: int = 120,
-                 recorded_at: Callable[[RatingIn], datetime] | None = None) -> list[Receipt]:
+def record_batch(
+    engine: Engine,
+    ratings: Sequence[RatingIn],
+    *,
+    skew: int = 120,
+    recorded_at: Callable[[RatingIn], datetime] | None = None,
+) -> list[Receipt]:
     """Store many ratings in one transaction: all or nothing.
 
     `recorded_at` is only for loading historical data (demo, imports): it gives each
@@ -218,9 +316,13 @@ def record_batch(engine: Engine, ratings: Sequence[RatingIn], *, skew: int = 120
     raise AssertionError("unreachable")
 
 
-def _record_batch(engine: Engine, ratings: Sequence[RatingIn], skew: int,
-                  recorded_at: Callable[[RatingIn], datetime] | None) -> list[Receipt]:
-    now = datetime.now(timezone.utc)
+def _record_batch(
+    engine: Engine,
+    ratings: Sequence[RatingIn],
+    skew: int,
+    recorded_at: Callable[[RatingIn], datetime] | None,
+) -> list[Receipt]:
+    now = datetime.now(UTC)
     receipts: list[Receipt] = []
     rows: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
@@ -243,8 +345,10 @@ def _record_batch(engine: Engine, ratings: Sequence[RatingIn], skew: int,
             if texts:
                 conn.execute(RatingText.__table__.insert(), texts)
             rollups.add(conn, rows, day_of)
-            conn.execute(Outbox.__table__.insert(),
-                         [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows])
+            conn.execute(
+                Outbox.__table__.insert(),
+                [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
+            )
     return receipts
 
 

@@ -17,15 +17,23 @@ DAILY: Table = RollupDaily.__table__  # type: ignore[assignment]
 STAFF: Table = RollupStaffDaily.__table__  # type: ignore[assignment]
 
 
-def _increments(rows: Iterable[Mapping[str, Any]], day_of: Callable[[datetime], date],
-                ) -> tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]]:
+def _increments(
+    rows: Iterable[Mapping[str, Any]],
+    day_of: Callable[[datetime], date],
+) -> tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]]:
     daily: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     staff: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     for r in rows:
         day = day_of(r["occurred_at"])
         m = (1, r["score"], r["score"] ** 2, int(bool(r["top_box"])), int(bool(r["bottom_box"])))
-        key = (day, r["insurer_id"], r["branch_id"] or 0, r["stage"], r["channel"],
-               bool(r["verified"]))
+        key = (
+            day,
+            r["insurer_id"],
+            r["branch_id"] or 0,
+            r["stage"],
+            r["channel"],
+            bool(r["verified"]),
+        )
         daily[key] = [a + b for a, b in zip(daily[key], m, strict=True)]
         if r["staff_id"] is not None:
             skey = (day, r["staff_id"], r["stage"], r["channel"])
@@ -33,13 +41,19 @@ def _increments(rows: Iterable[Mapping[str, Any]], day_of: Callable[[datetime], 
     return daily, staff
 
 
-def _upsert(conn: Connection, table: Table, keys: tuple[str, ...],
-            increments: dict[tuple[Any, ...], list[int]]) -> None:
+def _upsert(
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    increments: dict[tuple[Any, ...], list[int]],
+) -> None:
     if not increments:
         return
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    values = [dict(zip(keys, k, strict=True)) | dict(zip(MEASURES, m, strict=True))
-              for k, m in sorted(increments.items())]  # sorted: a fixed lock order, no deadlocks
+    values = [
+        dict(zip(keys, k, strict=True)) | dict(zip(MEASURES, m, strict=True))
+        for k, m in sorted(increments.items())
+    ]  # sorted: a fixed lock order, no deadlocks
     stmt = insert(table)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(keys),
@@ -52,8 +66,9 @@ DAILY_KEYS = ("day", "insurer_id", "branch_id", "stage", "channel", "verified")
 STAFF_KEYS = ("day", "staff_id", "stage", "channel")
 
 
-def add(conn: Connection, rows: Iterable[Mapping[str, Any]],
-        day_of: Callable[[datetime], date]) -> None:
+def add(
+    conn: Connection, rows: Iterable[Mapping[str, Any]], day_of: Callable[[datetime], date]
+) -> None:
     daily, staff = _increments(rows, day_of)
     _upsert(conn, DAILY, DAILY_KEYS, daily)
     _upsert(conn, STAFF, STAFF_KEYS, staff)
@@ -63,9 +78,18 @@ def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 5
     """Recompute every rollup from the ratings themselves. Returns the ratings read."""
     conn.execute(delete(DAILY))
     conn.execute(delete(STAFF))
-    cols = [Rating.occurred_at, Rating.insurer_id, Rating.branch_id, Rating.staff_id,
-            Rating.stage, Rating.channel, Rating.verified, Rating.score, Rating.top_box,
-            Rating.bottom_box]
+    cols = [
+        Rating.occurred_at,
+        Rating.insurer_id,
+        Rating.branch_id,
+        Rating.staff_id,
+        Rating.stage,
+        Rating.channel,
+        Rating.verified,
+        Rating.score,
+        Rating.top_box,
+        Rating.bottom_box,
+    ]
     result = conn.execution_options(yield_per=batch).execute(select(*cols))
     total = 0
     for part in result.mappings().partitions():
@@ -76,9 +100,14 @@ def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 5
 
 def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
     """Headline figures (all insurers, or one), read from rollups only."""
-    stmt = (select(DAILY.c.stage, DAILY.c.channel, func.sum(DAILY.c.n),
-                   func.sum(DAILY.c.sum_score), func.sum(DAILY.c.top), func.sum(DAILY.c.bottom))
-            .group_by(DAILY.c.stage, DAILY.c.channel))
+    stmt = select(
+        DAILY.c.stage,
+        DAILY.c.channel,
+        func.sum(DAILY.c.n),
+        func.sum(DAILY.c.sum_score),
+        func.sum(DAILY.c.top),
+        func.sum(DAILY.c.bottom),
+    ).group_by(DAILY.c.stage, DAILY.c.channel)
     if insurer_id is not None:
         stmt = stmt.where(DAILY.c.insurer_id == insurer_id)
     rows = conn.execute(stmt).all()
@@ -100,19 +129,35 @@ def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
 
 def by_insurer(conn: Connection) -> list[dict[str, Any]]:
     """Every insurer's verified totals, best mean first (an overview, not the ranking)."""
-    stmt = (select(Insurer.code, Insurer.name, func.sum(DAILY.c.n), func.sum(DAILY.c.sum_score),
-                   func.sum(DAILY.c.top), func.sum(DAILY.c.bottom))
-            .select_from(Insurer).outerjoin(DAILY, (DAILY.c.insurer_id == Insurer.id)
-                                            & DAILY.c.verified)
-            .group_by(Insurer.code, Insurer.name))
-    out = [{"code": code, "name": name, **_summary([int(n or 0), int(t or 0), int(top or 0),
-                                                    int(b or 0)])}
-           for code, name, n, t, top, b in conn.execute(stmt)]
+    stmt = (
+        select(
+            Insurer.code,
+            Insurer.name,
+            func.sum(DAILY.c.n),
+            func.sum(DAILY.c.sum_score),
+            func.sum(DAILY.c.top),
+            func.sum(DAILY.c.bottom),
+        )
+        .select_from(Insurer)
+        .outerjoin(DAILY, (DAILY.c.insurer_id == Insurer.id) & DAILY.c.verified)
+        .group_by(Insurer.code, Insurer.name)
+    )
+    out = [
+        {
+            "code": code,
+            "name": name,
+            **_summary([int(n or 0), int(t or 0), int(top or 0), int(b or 0)]),
+        }
+        for code, name, n, t, top, b in conn.execute(stmt)
+    ]
     return sorted(out, key=lambda r: (r["mean"] is None, -(r["mean"] or 0), r["code"]))
 
 
 def _summary(v: list[int]) -> dict[str, Any]:
     n, total, top, bottom = v
-    return {"n": n, "mean": round(total / n, 1) if n else None,
-            "top_share": round(100 * top / n, 1) if n else None,
-            "bottom_share": round(100 * bottom / n, 1) if n else None}
+    return {
+        "n": n,
+        "mean": round(total / n, 1) if n else None,
+        "top_share": round(100 * top / n, 1) if n else None,
+        "bottom_share": round(100 * bottom / n, 1) if n else None,
+    }

@@ -16,9 +16,12 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from portal import accounts
 from portal.config import Settings, load_settings
 from portal.db import make_engine, migrate
+from tests.factories import World, make_world
 
+PASSWORD = "correct horse battery"
 CI = os.environ.get("CI") == "true"
 ON_POSTGRES = os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql")
 
@@ -58,9 +61,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def test_settings(database_url: str, key_dir: Path) -> Settings:
     base = load_settings(env_file="/nonexistent")
-    s = dataclasses.replace(base, database_url=database_url, environment="test",
-                            ledger_key_path=key_dir / "ledger.pem", meili_url=None,
-                            checkpoint_interval=0)
+    s = dataclasses.replace(
+        base,
+        database_url=database_url,
+        environment="test",
+        ledger_key_path=key_dir / "ledger.pem",
+        meili_url=None,
+        checkpoint_interval=0,
+    )
     migrate(s)
     return s
 
@@ -105,3 +113,17 @@ def is_postgres(settings: Settings) -> bool:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def users(owner_engine: Engine, engine: Engine) -> World:
+    world = make_world(engine)
+    with owner_engine.begin() as conn:
+        for name, role, insurer in [
+            ("reg", "regulator", None),
+            ("adm", "admin", None),
+            ("ins-a", "insurer", world.insurer_a),
+            ("ins-b", "insurer", world.insurer_b),
+        ]:
+            accounts.add_user(conn, name, PASSWORD, role, insurer)
+    return world

@@ -36,10 +36,13 @@ def make_world(engine: Engine) -> World:
         directory.add_insurer(conn, w.insurer_b, "乙测试人寿")
         directory.add_branch(conn, w.insurer_a, w.branch_a, "甲测试财险株洲中支", "430200")
         directory.add_branch(conn, w.insurer_b, w.branch_b, "乙测试人寿长沙分公司", "430100")
-        directory.import_staff(conn, [
-            directory.StaffRow(w.insurer_a, w.branch_a, w.teller_a, "王小明", "teller"),
-            directory.StaffRow(w.insurer_b, w.branch_b, w.teller_b, "李晓红", "teller"),
-        ])
+        directory.import_staff(
+            conn,
+            [
+                directory.StaffRow(w.insurer_a, w.branch_a, w.teller_a, "王小明", "teller"),
+                directory.StaffRow(w.insurer_b, w.branch_b, w.teller_b, "李晓红", "teller"),
+            ],
+        )
     return w
 
 
@@ -49,9 +52,17 @@ def key() -> str:
 
 def rating_in(w: World, **overrides: Any) -> RatingIn:
     base: dict[str, Any] = dict(
-        insurer=w.insurer_a, stage="claim", channel="web", scale=5, value=4,
-        occurred_at=datetime.now(CHINA) - timedelta(minutes=5), source="web",
-        idempotency_key=key(), branch=w.branch_a, staff_no=w.teller_a, text="理赔很快，点赞",
+        insurer=w.insurer_a,
+        stage="claim",
+        channel="web",
+        scale=5,
+        value=4,
+        occurred_at=datetime.now(CHINA) - timedelta(minutes=5),
+        source="web",
+        idempotency_key=key(),
+        branch=w.branch_a,
+        staff_no=w.teller_a,
+        text="理赔很快，点赞",
     )
     return RatingIn(**(base | overrides))
 
@@ -63,5 +74,7 @@ def counts(engine: Engine) -> dict[str, Any]:
             t.__tablename__: conn.execute(select(func.count()).select_from(t)).scalar_one()
             for t in (Rating, RatingText, Outbox, LedgerEntry)
         }
-        out["rollup_n"] = conn.execute(select(func.coalesce(func.sum(RollupDaily.n), 0))).scalar_one()
+        out["rollup_n"] = conn.execute(
+            select(func.coalesce(func.sum(RollupDaily.n), 0))
+        ).scalar_one()
     return out

@@ -31,16 +31,18 @@ def stored(engine: Engine) -> str:
 
 @pytest.mark.parametrize("sql", ATTACKS)
 @pytest.mark.parametrize("who", ["app", "owner"])
-def test_raw_sql_cannot_change_a_rating(request: pytest.FixtureRequest, stored: str, sql: str,
-                                        who: str) -> None:
+def test_raw_sql_cannot_change_a_rating(
+    request: pytest.FixtureRequest, stored: str, sql: str, who: str
+) -> None:
     engine: Engine = request.getfixturevalue("engine" if who == "app" else "owner_engine")
     before = _snapshot(engine, stored)
     raw = engine.raw_connection()  # through the driver itself, not our code
     try:
         cur = raw.cursor()
         with pytest.raises(Exception, match=r"(?i)append-only|permission denied"):
-            cur.execute(sql.replace(":id", "%s" if engine.dialect.name == "postgresql" else "?"),
-                        (stored,))
+            cur.execute(
+                sql.replace(":id", "%s" if engine.dialect.name == "postgresql" else "?"), (stored,)
+            )
         raw.rollback()
     finally:
         raw.close()
@@ -51,21 +53,30 @@ def test_raw_sql_cannot_change_a_rating(request: pytest.FixtureRequest, stored: 
 def test_every_append_only_table_has_its_triggers(owner_engine: Engine, table: str) -> None:
     with owner_engine.connect() as conn:
         if owner_engine.dialect.name == "postgresql":
-            rows = conn.execute(text(
-                "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) "
-                "AND NOT tgisinternal"), {"t": table}).all()
-            assert {(n, e) for n, e in rows} >= {(f"{table}_no_change", "A"),
-                                                   (f"{table}_no_truncate", "A")}
+            rows = conn.execute(
+                text(
+                    "SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = CAST(:t AS regclass) "
+                    "AND NOT tgisinternal"
+                ),
+                {"t": table},
+            ).all()
+            assert {(n, e) for n, e in rows} >= {
+                (f"{table}_no_change", "A"),
+                (f"{table}_no_truncate", "A"),
+            }
         else:
-            names = {r[0] for r in conn.execute(text(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
-                {"t": table})}
+            names = {
+                r[0]
+                for r in conn.execute(
+                    text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"),
+                    {"t": table},
+                )
+            }
             assert names >= {f"{table}_no_update", f"{table}_no_delete"}
 
 
 @pytest.mark.postgres_only
-def test_postgres_truncate_and_replica_mode_are_refused(owner_engine: Engine,
-                                                        stored: str) -> None:
+def test_postgres_truncate_and_replica_mode_are_refused(owner_engine: Engine, stored: str) -> None:
     before = _snapshot(owner_engine, stored)
     for sql in ("TRUNCATE ratings CASCADE", "TRUNCATE ledger_entries"):
         with owner_engine.connect() as conn, pytest.raises(DBAPIError, match="append-only"):
@@ -82,11 +93,19 @@ def test_postgres_truncate_and_replica_mode_are_refused(owner_engine: Engine,
 def test_postgres_app_role_has_only_insert_and_select(engine: Engine) -> None:
     with engine.connect() as conn:
         for table in APPEND_ONLY:
-            privs = {p: conn.execute(text("SELECT has_table_privilege(current_user, :t, :p)"),
-                                     {"t": table, "p": p}).scalar_one()
-                     for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")}
-            assert privs == {"SELECT": True, "INSERT": True, "UPDATE": False, "DELETE": False,
-                             "TRUNCATE": False}, table
+            privs = {
+                p: conn.execute(
+                    text("SELECT has_table_privilege(current_user, :t, :p)"), {"t": table, "p": p}
+                ).scalar_one()
+                for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE")
+            }
+            assert privs == {
+                "SELECT": True,
+                "INSERT": True,
+                "UPDATE": False,
+                "DELETE": False,
+                "TRUNCATE": False,
+            }, table
 
 
 @pytest.mark.sqlite_only

@@ -44,8 +44,11 @@ def test_directory_commands_print_json(run, scratch_settings: Settings, tmp_path
     code, out, _ = run("branch", "add", "HX", "HX-ZZ01", "华兴株洲中支", "430200", "--json")
     assert code == 0 and json.loads(out)["region"] == "430200"
     csv = tmp_path / "staff.csv"
-    csv.write_text("insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ0231,王小明,teller\n"
-                   "HX,HX-ZZ01,ZZ0232,李四,adjuster\n", encoding="utf-8")
+    csv.write_text(
+        "insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ0231,王小明,teller\n"
+        "HX,HX-ZZ01,ZZ0232,李四,adjuster\n",
+        encoding="utf-8",
+    )
     code, out, _ = run("staff", "import", str(csv), "--json")
     assert code == 0 and json.loads(out) == {"added": 2, "updated": 0}
     code, out, _ = run("device", "add", "HX", "HX-ZZ01", "--json")
@@ -53,20 +56,36 @@ def test_directory_commands_print_json(run, scratch_settings: Settings, tmp_path
     assert code == 0 and body["device_id"] and body["token"].startswith("gpd_")
     code, out, _ = run("client", "add", "HX", "--json")
     assert code == 0 and set(json.loads(out)) == {"client_id", "secret"}
-    code, out, _ = run("user", "add", "hx-boss", "--role", "insurer", "--insurer", "HX", "--json",
-                       input="a long enough password\n")
+    code, out, _ = run(
+        "user",
+        "add",
+        "hx-boss",
+        "--role",
+        "insurer",
+        "--insurer",
+        "HX",
+        "--json",
+        input="a long enough password\n",
+    )
     assert code == 0 and json.loads(out)["role"] == "insurer"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("branch", "add", "HX", "B1", "某支公司", "999999"), "GB/T 2260"),
-    (("branch", "add", "HX", "B1", "某支公司", "4302"), "GB/T 2260"),
-    (("branch", "add", "NOPE", "B1", "某支公司", "430200"), "Unknown insurer"),
-    (("insurer", "add", "H X", "坏代码"), "not a valid code"),
-    (("insurer", "add", "HX", "重复"), "already exists"),
-])
-def test_bad_arguments_fail_cleanly_and_store_nothing(run, scratch_settings: Settings,  # noqa: ANN001
-                                                     args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("branch", "add", "HX", "B1", "某支公司", "999999"), "GB/T 2260"),
+        (("branch", "add", "HX", "B1", "某支公司", "4302"), "GB/T 2260"),
+        (("branch", "add", "NOPE", "B1", "某支公司", "430200"), "Unknown insurer"),
+        (("insurer", "add", "H X", "坏代码"), "not a valid code"),
+        (("insurer", "add", "HX", "重复"), "already exists"),
+    ],
+)
+def test_bad_arguments_fail_cleanly_and_store_nothing(
+    run,
+    scratch_settings: Settings,  # noqa: ANN001
+    args: tuple[str, ...],
+    message: str,
+) -> None:
     run("insurer", "add", "HX", "华兴示范财险")
     before = _count(scratch_settings, Insurer), _count(scratch_settings, Branch)
     code, out, err = run(*args)
@@ -78,12 +97,16 @@ def test_staff_import_is_all_or_nothing(run, scratch_settings: Settings, tmp_pat
     run("insurer", "add", "HX", "华兴示范财险")
     run("branch", "add", "HX", "HX-ZZ01", "华兴株洲中支", "430200")
     csv = tmp_path / "staff.csv"
-    csv.write_text("insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ1,甲,teller\n"
-                   "HX,HX-ZZ01,ZZ2,乙,janitor\n", encoding="utf-8")
+    csv.write_text(
+        "insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ1,甲,teller\nHX,HX-ZZ01,ZZ2,乙,janitor\n",
+        encoding="utf-8",
+    )
     code, _, err = run("staff", "import", str(csv))
     assert code == 1 and "Line 3" in err
-    csv.write_text("insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ1,甲,teller\n"
-                   "HX,NOPE,ZZ2,乙,teller\n", encoding="utf-8")
+    csv.write_text(
+        "insurer,branch,staff_no,name,role\nHX,HX-ZZ01,ZZ1,甲,teller\nHX,NOPE,ZZ2,乙,teller\n",
+        encoding="utf-8",
+    )
     code, _, err = run("staff", "import", str(csv))
     assert code == 1 and "no branch" in err
     assert _count(scratch_settings, Staff) == 0
@@ -116,6 +139,9 @@ def _tamper_first_rating(settings: Settings) -> None:
             conn.execute(text("ALTER TABLE ratings DISABLE TRIGGER ratings_no_change"))
         else:
             conn.execute(text("DROP TRIGGER ratings_no_update"))
-        conn.execute(text("UPDATE ratings SET value = 5, score = 100 WHERE id = "
-                          "(SELECT min(id) FROM ratings)"))
+        conn.execute(
+            text(
+                "UPDATE ratings SET value = 5, score = 100 WHERE id = (SELECT min(id) FROM ratings)"
+            )
+        )
     owner.dispose()

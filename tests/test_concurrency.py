@@ -24,8 +24,9 @@ def _writer(url: str, worker: int, out: mp.Queue) -> None:  # type: ignore[type-
     world = make_world(engine)
     acked = []
     for i in range(PER_PROCESS):
-        receipt = record(engine, rating_in(world, idempotency_key=f"conc-{worker}-{i}",
-                                           value=1 + (i % 5)))
+        receipt = record(
+            engine, rating_in(world, idempotency_key=f"conc-{worker}-{i}", value=1 + (i % 5))
+        )
         acked.append(receipt.id)  # acknowledged: record() returned after commit
     engine.dispose()
     out.put(acked)
@@ -36,8 +37,10 @@ def test_concurrent_writers_and_checkpoints(settings: Settings, engine: Engine) 
     make_world(engine)
     ctx = mp.get_context("spawn")
     out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
-    procs = [ctx.Process(target=_writer, args=(settings.runtime_database_url, w, out))
-             for w in range(PROCESSES)]
+    procs = [
+        ctx.Process(target=_writer, args=(settings.runtime_database_url, w, out))
+        for w in range(PROCESSES)
+    ]
     for p in procs:
         p.start()
     stop = threading.Event()
@@ -61,8 +64,9 @@ def test_concurrent_writers_and_checkpoints(settings: Settings, engine: Engine) 
 
     assert len(acked) == len(set(acked)) == PROCESSES * PER_PROCESS
     with engine.connect() as conn:
-        entries = conn.execute(select(LedgerEntry.leaf_index, LedgerEntry.rating_id)
-                               .order_by(LedgerEntry.leaf_index)).all()
+        entries = conn.execute(
+            select(LedgerEntry.leaf_index, LedgerEntry.rating_id).order_by(LedgerEntry.leaf_index)
+        ).all()
     assert [i for i, _ in entries] == list(range(len(entries)))  # gap-free
     sequenced = [r for _, r in entries]
     assert len(sequenced) == len(set(sequenced))  # each rating once

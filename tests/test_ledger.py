@@ -46,10 +46,16 @@ def test_checkpoint_sequences_gap_free_and_signs(engine: Engine, key: ledger.Led
     cp = ledger.checkpoint(engine, key)
     assert cp is not None
     with engine.connect() as conn:
-        indices = [i for (i,) in conn.execute(select(LedgerEntry.leaf_index)
-                                              .order_by(LedgerEntry.leaf_index))]
-        leaves = [bytes.fromhex(h) for (h,) in conn.execute(
-            select(LedgerEntry.leaf_hash).order_by(LedgerEntry.leaf_index))]
+        indices = [
+            i
+            for (i,) in conn.execute(
+                select(LedgerEntry.leaf_index).order_by(LedgerEntry.leaf_index)
+            )
+        ]
+        leaves = [
+            bytes.fromhex(h)
+            for (h,) in conn.execute(select(LedgerEntry.leaf_hash).order_by(LedgerEntry.leaf_index))
+        ]
         sequenced = {r for (r,) in conn.execute(select(LedgerEntry.rating_id))}
     assert indices == list(range(cp.tree_size))
     assert {r.id for r in receipts} <= sequenced
@@ -75,8 +81,9 @@ def test_inclusion_proof_verifies_independently(engine: Engine, key: ledger.Ledg
         proof = ledger.inclusion(conn, receipt.id)
     leaf = hashlib.sha256(b"\x00" + _canonical(engine, receipt.id)).digest()
     assert leaf.hex() == proof["leaf_hash"] == receipt.leaf_hash
-    root = _independent_root(leaf, proof["leaf_index"], proof["tree_size"],
-                             [bytes.fromhex(p) for p in proof["proof"]])
+    root = _independent_root(
+        leaf, proof["leaf_index"], proof["tree_size"], [bytes.fromhex(p) for p in proof["proof"]]
+    )
     assert root.hex() == cp.root_hash
 
 
@@ -98,9 +105,13 @@ def test_consistency_between_checkpoints(engine: Engine, key: ledger.LedgerKey) 
     second = ledger.checkpoint(engine, key)
     with engine.connect() as conn:
         proof = ledger.consistency(conn, first.tree_size, second.tree_size)
-    merkle.verify_consistency(first.tree_size, second.tree_size,
-                              [bytes.fromhex(p) for p in proof],
-                              bytes.fromhex(first.root_hash), bytes.fromhex(second.root_hash))
+    merkle.verify_consistency(
+        first.tree_size,
+        second.tree_size,
+        [bytes.fromhex(p) for p in proof],
+        bytes.fromhex(first.root_hash),
+        bytes.fromhex(second.root_hash),
+    )
 
 
 def test_clean_ledger_verifies(engine: Engine, key: ledger.LedgerKey) -> None:
@@ -122,16 +133,21 @@ def _tamper(settings: Settings, sql: str, rid: str) -> None:
     owner.dispose()
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE ratings SET score = 100, value = 5, top_box = true, bottom_box = false WHERE id = :id",
-    "UPDATE ratings SET stage = 'issuance' WHERE id = :id",
-    "UPDATE ratings SET occurred_at = recorded_at WHERE id = :id",
-    "UPDATE ratings SET branch_id = NULL WHERE id = :id",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE ratings SET score = 100, value = 5, top_box = true, bottom_box = false "
+        "WHERE id = :id",
+        "UPDATE ratings SET stage = 'issuance' WHERE id = :id",
+        "UPDATE ratings SET occurred_at = recorded_at WHERE id = :id",
+        "UPDATE ratings SET branch_id = NULL WHERE id = :id",
+    ],
+)
 def test_tampering_is_named_by_verify(scratch_settings: Settings, sql: str) -> None:
     engine = make_engine(scratch_settings.runtime_database_url)
-    key = ledger.load_key(scratch_settings.ledger_key_path, scratch_settings.ledger_origin,
-                          create=True)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
     world = make_world(engine)
     receipts = [record(engine, rating_in(world, value=1)) for _ in range(6)]
     ledger.checkpoint(engine, key)
@@ -144,20 +160,25 @@ def test_tampering_is_named_by_verify(scratch_settings: Settings, sql: str) -> N
 
 def test_rewriting_the_leaf_hash_too_breaks_the_signed_root(scratch_settings: Settings) -> None:
     engine = make_engine(scratch_settings.runtime_database_url)
-    key = ledger.load_key(scratch_settings.ledger_key_path, scratch_settings.ledger_origin,
-                          create=True)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
     world = make_world(engine)
     receipts = [record(engine, rating_in(world, value=1)) for _ in range(4)]
     ledger.checkpoint(engine, key)
     # A thorough attacker recomputes the rating's leaf hash after changing it ...
     from portal.canonical import rating_leaf_hash
     from portal.models import Rating
+
     victim = receipts[1].id
     _tamper(scratch_settings, "UPDATE ratings SET value = 5, score = 100 WHERE id = :id", victim)
     with engine.connect() as conn:
         row = dict(conn.execute(select(Rating).where(Rating.id == victim)).one()._mapping)
-    _tamper(scratch_settings, f"UPDATE ratings SET leaf_hash = '{rating_leaf_hash(row)}' "
-            "WHERE id = :id", victim)
+    _tamper(
+        scratch_settings,
+        f"UPDATE ratings SET leaf_hash = '{rating_leaf_hash(row)}' WHERE id = :id",
+        victim,
+    )
     problems = [str(p) for p in ledger.verify(engine, key.private.public_key(), key.origin)]
     # ... but the ledger entry still holds the signed leaf, so it is named anyway.
     assert any(victim in p and "ledger and rating hashes differ" in p for p in problems)
@@ -166,15 +187,18 @@ def test_rewriting_the_leaf_hash_too_breaks_the_signed_root(scratch_settings: Se
 
 def test_checkpointer_refuses_a_ledger_that_lost_an_entry(scratch_settings: Settings) -> None:
     engine = make_engine(scratch_settings.runtime_database_url)
-    key = ledger.load_key(scratch_settings.ledger_key_path, scratch_settings.ledger_origin,
-                          create=True)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
     world = make_world(engine)
     record(engine, rating_in(world))
     ledger.checkpoint(engine, key)
     owner = make_engine(scratch_settings.database_url)
     with owner.begin() as conn:
         if owner.dialect.name == "postgresql":
-            conn.execute(text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_change"))
+            conn.execute(
+                text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_change")
+            )
         else:
             conn.execute(text("DROP TRIGGER ledger_entries_no_delete"))
         conn.execute(text("DELETE FROM ledger_entries"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, select
@@ -21,9 +21,16 @@ def world(engine: Engine) -> World:
 
 @pytest.mark.parametrize(
     ("scale", "value", "expected"),
-    [(5, 1, (0, False, True)), (5, 2, (25, False, True)), (5, 3, (50, False, False)),
-     (5, 4, (75, False, False)), (5, 5, (100, True, False)),
-     (3, 1, (100, True, False)), (3, 2, (50, False, False)), (3, 3, (0, False, True))],
+    [
+        (5, 1, (0, False, True)),
+        (5, 2, (25, False, True)),
+        (5, 3, (50, False, False)),
+        (5, 4, (75, False, False)),
+        (5, 5, (100, True, False)),
+        (3, 1, (100, True, False)),
+        (3, 2, (50, False, False)),
+        (3, 3, (0, False, True)),
+    ],
 )
 def test_scores_are_normalised_to_0_100(scale: int, value: int, expected: tuple) -> None:
     assert normalise_score(scale, value) == expected
@@ -57,8 +64,9 @@ def test_same_text_gets_different_commitments(engine: Engine, world: World) -> N
     assert hashes[0][0] != hashes[1][0]
 
 
-def test_idempotent_replay_returns_the_original_and_stores_nothing(engine: Engine,
-                                                                   world: World) -> None:
+def test_idempotent_replay_returns_the_original_and_stores_nothing(
+    engine: Engine, world: World
+) -> None:
     r = rating_in(world)
     first = record(engine, r)
     before = counts(engine)
@@ -85,7 +93,7 @@ def test_same_key_from_another_source_is_a_different_rating(engine: Engine, worl
 
 
 def _future() -> datetime:
-    return datetime.now(timezone.utc) + timedelta(hours=1)
+    return datetime.now(UTC) + timedelta(hours=1)
 
 
 BAD = {
@@ -137,15 +145,24 @@ def test_branch_is_taken_from_the_staff_member(engine: Engine, world: World) -> 
 
 
 def test_rollups_count_each_rating_once_per_day_and_staff(engine: Engine, world: World) -> None:
-    when = datetime(2025, 3, 3, 23, 30, tzinfo=timezone.utc)  # 07:30 on 4 March in China
+    when = datetime(2025, 3, 3, 23, 30, tzinfo=UTC)  # 07:30 on 4 March in China
+
     def total(conn, table):  # noqa: ANN001, ANN202
-        return conn.execute(select(table.n, table.sum_score).where(
-            table.day == datetime(2025, 3, 4).date())).all()
+        return conn.execute(
+            select(table.n, table.sum_score).where(table.day == datetime(2025, 3, 4).date())
+        ).all()
+
     with engine.connect() as conn:
-        before = sum(n for n, _ in total(conn, RollupDaily)), sum(n for n, _ in total(conn, RollupStaffDaily))
+        before = (
+            sum(n for n, _ in total(conn, RollupDaily)),
+            sum(n for n, _ in total(conn, RollupStaffDaily)),
+        )
     record(engine, rating_in(world, occurred_at=when, value=1, channel="counter", scale=3))
     with engine.connect() as conn:
-        after = sum(n for n, _ in total(conn, RollupDaily)), sum(n for n, _ in total(conn, RollupStaffDaily))
+        after = (
+            sum(n for n, _ in total(conn, RollupDaily)),
+            sum(n for n, _ in total(conn, RollupStaffDaily)),
+        )
     assert after == (before[0] + 1, before[1] + 1)
 
 
@@ -153,6 +170,9 @@ def test_a_correction_is_a_new_row_referencing_the_old(engine: Engine, world: Wo
     old = record(engine, rating_in(world, value=1))
     new = record(engine, rating_in(world, value=4, corrects=old.id))
     with engine.connect() as conn:
-        rows = dict(conn.execute(select(Rating.id, Rating.value).where(
-            Rating.id.in_([old.id, new.id]))).all())
+        rows = dict(
+            conn.execute(
+                select(Rating.id, Rating.value).where(Rating.id.in_([old.id, new.id]))
+            ).all()
+        )
     assert rows == {old.id: 1, new.id: 4}

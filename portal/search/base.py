@@ -73,6 +73,16 @@ def split_terms(q: str) -> list[str]:
     return list(dict.fromkeys(cleaned.split()))[:MAX_TERMS]
 
 
+def _flag(value: bool | str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")
+
+
 @dataclass(frozen=True)
 class SearchQuery:
     q: str = ""
@@ -90,10 +100,18 @@ class SearchQuery:
     def __post_init__(self) -> None:
         if self.sort not in SORTS:
             raise ValueError(f"unknown sort {self.sort!r}; use one of {', '.join(SORTS)}")
-        # Out-of-range paging comes from URLs; clamping is kinder than an error page.
-        object.__setattr__(self, "q", self.q.strip()[:MAX_QUERY])
-        object.__setattr__(self, "page", max(1, int(self.page)))
-        object.__setattr__(self, "per_page", min(MAX_PER_PAGE, max(1, int(self.per_page))))
+        # Values often come straight from a URL: normalise here so that both backends
+        # compare like with like (an int column against "5" is an error on PostgreSQL).
+        normal = {
+            "q": self.q.strip()[:MAX_QUERY],
+            "page": max(1, int(self.page)),  # clamping is kinder than an error page
+            "per_page": min(MAX_PER_PAGE, max(1, int(self.per_page))),
+            "stars": None if self.stars is None else int(self.stars),
+            "verified": None if self.verified is None else _flag(self.verified),
+            "province": self.province and self.province[:2] + "0000",
+        }
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
 
     @property
     def terms(self) -> list[str]:

@@ -14,7 +14,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
@@ -35,13 +34,16 @@ def binary() -> Path:
         return NPM_BINARY
     if not NPM_BINARY.is_file():
         raise FileNotFoundError(f"no Meilisearch binary at {NPM_BINARY}: run `npm ci`")
-    fresh = LOCAL_BINARY.is_file() and LOCAL_BINARY.stat().st_size == NPM_BINARY.stat().st_size
-    if not fresh:  # copy, not chmod: node_modules may be read-only or shared
+    src = NPM_BINARY.stat()
+    have = LOCAL_BINARY.stat() if LOCAL_BINARY.is_file() else None
+    if have is None or (have.st_size, int(have.st_mtime)) != (src.st_size, int(src.st_mtime)):
+        # Copy, not chmod: node_modules may be read-only or shared. copy2 keeps the
+        # mtime, which tells an upgraded npm package from the copy we already have.
         LOCAL_BINARY.parent.mkdir(parents=True, exist_ok=True)
-        tmp = LOCAL_BINARY.with_suffix(".tmp")
-        shutil.copyfile(NPM_BINARY, tmp)
-        tmp.chmod(stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-        tmp.replace(LOCAL_BINARY)  # atomic: concurrent starters never run a half copy
+        tmp = LOCAL_BINARY.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copy2(NPM_BINARY, tmp)
+        tmp.chmod(0o755)
+        tmp.replace(LOCAL_BINARY)  # atomic: a concurrent starter never runs a half copy
     return LOCAL_BINARY
 
 
@@ -121,6 +123,9 @@ def start(
     args = [
         str(binary()), "--http-addr", f"127.0.0.1:{port}", "--db-path", str(directory / "data.ms"),
         "--dump-dir", str(directory / "dumps"), "--no-analytics", "--env", "development",
+        # By default indexing may take 2/3 of RAM: measured 1.8 GB RSS for 400 small
+        # documents, against 0.23 GB with this cap. Several test sessions run at once.
+        "--max-indexing-memory", "256 MiB",
     ]  # fmt: skip
     log = directory / "meilisearch.log"
     env = os.environ | {"MEILI_MASTER_KEY": key}  # not argv: other users can read argv

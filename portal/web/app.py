@@ -38,12 +38,21 @@ async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:
 
 
 def _background(portal: Portal) -> list[asyncio.Task[None]]:
-    tasks = [asyncio.create_task(_every(
-        2.0, lambda: search.drain(portal.engine, portal.search), "search-outbox"))]
+    tasks = [
+        asyncio.create_task(
+            _every(2.0, lambda: search.drain(portal.engine, portal.search), "search-outbox")
+        )
+    ]
     if portal.settings.checkpoint_interval > 0:
-        tasks.append(asyncio.create_task(_every(
-            portal.settings.checkpoint_interval,
-            lambda: ledger.checkpoint(portal.engine, portal.key), "checkpoint")))
+        tasks.append(
+            asyncio.create_task(
+                _every(
+                    portal.settings.checkpoint_interval,
+                    lambda: ledger.checkpoint(portal.engine, portal.key),
+                    "checkpoint",
+                )
+            )
+        )
     return tasks
 
 
@@ -56,9 +65,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         index = search.make_index(settings, engine)
         with contextlib.suppress(Exception):  # a search outage must not stop the portal
             await run_in_threadpool(index.ensure)
-        portal = Portal(settings=settings, engine=engine, templates=make_templates(),
-                        key=ledger.load_key(settings.ledger_key_path, settings.ledger_origin),
-                        search=index)
+        portal = Portal(
+            settings=settings,
+            engine=engine,
+            templates=make_templates(),
+            key=ledger.load_key(settings.ledger_key_path, settings.ledger_origin),
+            search=index,
+        )
         tasks = _background(portal)
         try:
             yield {"portal": portal}

@@ -42,5 +42,8 @@ def _ledger(conn: Connection) -> dict[str, Any]:
 async def ledger_page(request: Request) -> Response:
     portal = request.state.portal
     data = await portal.read(_ledger)
-    return render(request, "public/ledger.html", {**data, "key": portal.key.as_json(),
-                                                  "origin": portal.key.origin})
+    return render(
+        request,
+        "public/ledger.html",
+        {**data, "key": portal.key.as_json(), "origin": portal.key.origin},
+    )

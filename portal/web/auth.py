@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 
 from portal import accounts
 from portal.errors import PortalError
-from portal.i18n import translate
+from portal.i18n import N_, translate
 from portal.web.public import safe_next
 from portal.web.rendering import locale_of, render
 from portal.web.routing import Router
@@ -35,19 +35,36 @@ async def login(request: Request) -> Response:
     except PortalError as err:  # rate limited
         return _form_error(request, username, target, err.message, err.params, err.status)
     if user is None:
-        return _form_error(request, username, target, "Wrong user name or password.", {}, 401)
+        message = N_("Wrong user name or password.")
+        return _form_error(request, username, target, message, {}, 401)
     token = await portal.write(accounts.start_session, user.id)
     response = RedirectResponse(target if target != "/" else HOME_FOR_ROLE[user.role], 303)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, secure=True, samesite="lax",
-                        max_age=portal.settings.session_max_hours * 3600)
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        secure=True,
+        samesite="lax",
+        max_age=portal.settings.session_max_hours * 3600,
+    )
     return response
 
 
-def _form_error(request: Request, username: str, target: str, message: str,
-                params: dict[str, object], status: int) -> Response:
+def _form_error(
+    request: Request,
+    username: str,
+    target: str,
+    message: str,
+    params: dict[str, object],
+    status: int,
+) -> Response:
     error = translate(locale_of(request), message, params)
-    return render(request, "auth/login.html",
-                  {"error": error, "username": username, "next": target}, status=status)
+    return render(
+        request,
+        "auth/login.html",
+        {"error": error, "username": username, "next": target},
+        status=status,
+    )
 
 
 @router.route("/logout", roles=("regulator", "insurer", "admin"), methods=("POST",))

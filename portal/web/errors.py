@@ -13,9 +13,18 @@ from portal.i18n import N_, translate
 from portal.web.rendering import locale_of, render
 
 log = logging.getLogger("portal")
-STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-                422: "invalid", 429: "rate_limited", 500: "internal_error"}
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid",
+    429: "rate_limited",
+    500: "internal_error",
+}
 STATUS_MESSAGES = {
     400: N_("The request could not be understood."),
     401: N_("Please log in to continue."),
@@ -27,30 +36,47 @@ STATUS_MESSAGES = {
 }
 
 
-def error_response(request: Request, status: int, code: str, message: str,
-                   params: dict[str, object] | None = None, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    params: dict[str, object] | None = None,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     locale = locale_of(request)
     text = translate(locale, message, params)
     if request.url.path.startswith("/api/"):
         body = {"error": {"code": code, "message": text, "field": field}}
         return JSONResponse(body, status_code=status, headers=headers)
-    return render(request, "error.html", {"status": status, "message": text, "code": code},
-                  status=status, headers=headers)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "message": text, "code": code},
+        status=status,
+        headers=headers,
+    )
 
 
 async def portal_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PortalError)
     headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
-    return error_response(request, exc.status, exc.code, exc.message, exc.params, exc.field,
-                          headers)
+    return error_response(
+        request, exc.status, exc.code, exc.message, exc.params, exc.field, headers
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = STATUS_MESSAGES.get(exc.status_code, STATUS_MESSAGES[400])
-    return error_response(request, exc.status_code, STATUS_CODES.get(exc.status_code, "error"),
-                          message, headers=exc.headers)
+    return error_response(
+        request,
+        exc.status_code,
+        STATUS_CODES.get(exc.status_code, "error"),
+        message,
+        headers=exc.headers,
+    )
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

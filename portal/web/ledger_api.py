@@ -15,8 +15,12 @@ router = Router()
 def _int_param(request: Request, name: str) -> int:
     raw = request.query_params.get(name, "")
     if not raw.isdigit() or len(raw) > 18:
-        raise BadRequest("Query parameter %(name)s must be a whole number.", field=name,
-                         code="invalid_parameter", name=name)
+        raise BadRequest(
+            "Query parameter %(name)s must be a whole number.",
+            field=name,
+            code="invalid_parameter",
+            name=name,
+        )
     return int(raw)
 
 

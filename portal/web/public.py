@@ -20,8 +20,11 @@ router = Router()
 
 def _home(conn: Connection) -> dict[str, Any]:
     cp = ledger.latest(conn)
-    return {"totals": rollups.totals(conn), "tree_size": cp.tree_size if cp else 0,
-            "checkpoint_at": cp.timestamp if cp else None}
+    return {
+        "totals": rollups.totals(conn),
+        "tree_size": cp.tree_size if cp else 0,
+        "checkpoint_at": cp.timestamp if cp else None,
+    }
 
 
 @router.route("/", roles="public")
@@ -43,15 +46,17 @@ async def switch_language(request: Request) -> Response:
     locale = request.path_params["locale"]
     response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
     if locale in LOCALES:
-        response.set_cookie("lang", locale, max_age=365 * 86400, samesite="lax", secure=True,
-                            httponly=True)
+        response.set_cookie(
+            "lang", locale, max_age=365 * 86400, samesite="lax", secure=True, httponly=True
+        )
     return response
 
 
 def _health(conn: Connection) -> dict[str, Any]:
     conn.execute(text("SELECT 1"))
-    pending = conn.execute(select(func.count()).select_from(Outbox)
-                           .where(Outbox.done_at.is_(None))).scalar_one()
+    pending = conn.execute(
+        select(func.count()).select_from(Outbox).where(Outbox.done_at.is_(None))
+    ).scalar_one()
     cp = ledger.latest(conn)
     return {"outbox_pending": pending, "tree_size": cp.tree_size if cp else 0}
 
@@ -65,8 +70,12 @@ async def healthz(request: Request) -> Response:
     except Exception:  # noqa: BLE001 - any database failure means "down" here
         facts, db = {}, "down"
     search_ok = await _search_ok(portal)
-    body = {"db": db, "search": "ok" if search_ok else "degraded",
-            "search_backend": portal.search.name, **facts}
+    body = {
+        "db": db,
+        "search": "ok" if search_ok else "degraded",
+        "search_backend": portal.search.name,
+        **facts,
+    }
     return JSONResponse(body, status_code=200 if db == "ok" else 503)
 
 

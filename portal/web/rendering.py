@@ -22,8 +22,10 @@ def locale_of(request: Request) -> str:
     cached = getattr(request.state, "locale", None)
     if cached:
         return str(cached)
-    locale = negotiate(request.query_params.get("lang") or request.cookies.get("lang"),
-                       request.headers.get("accept-language"))
+    locale = negotiate(
+        request.query_params.get("lang") or request.cookies.get("lang"),
+        request.headers.get("accept-language"),
+    )
     request.state.locale = locale
     return locale
 
@@ -32,12 +34,20 @@ def _context(request: Request) -> dict[str, Any]:
     locale = locale_of(request)
     t = translations(locale)
     principal = getattr(request.state, "principal", None)
-    csrf = principal.csrf_token if principal and principal.csrf_token else (
-        anonymous_csrf_token(request))
+    csrf = (
+        principal.csrf_token
+        if principal and principal.csrf_token
+        else (anonymous_csrf_token(request))
+    )
     return {
-        "_": t.gettext, "ngettext": t.ngettext, "locale": locale, "html_lang": HTML_LANG[locale],
-        "locales": [(code, LABELS[code]) for code in LOCALES], "principal": principal,
-        "csrf_token": csrf, "path": request.url.path,
+        "_": t.gettext,
+        "ngettext": t.ngettext,
+        "locale": locale,
+        "html_lang": HTML_LANG[locale],
+        "locales": [(code, LABELS[code]) for code in LOCALES],
+        "principal": principal,
+        "csrf_token": csrf,
+        "path": request.url.path,
     }
 
 
@@ -60,11 +70,18 @@ def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") 
     return format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None, *,
-           block: str | None = None, status: int = 200, headers: dict[str, str] | None = None,
-           ) -> Response:
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    block: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """The full page, or only `block` when htmx asks for a fragment."""
     templates = request.state.portal.templates
     fragment = block if request.headers.get("hx-request") == "true" else None
-    return templates.TemplateResponse(request, template, context or {}, status_code=status,
-                                      headers=headers, block_name=fragment)
+    return templates.TemplateResponse(
+        request, template, context or {}, status_code=status, headers=headers, block_name=fragment
+    )

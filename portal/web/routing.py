@@ -43,9 +43,12 @@ async def load_principal(request: Request) -> Principal:
         return ANONYMOUS
     portal = request.state.portal
     s = portal.settings
-    principal = await portal.write(accounts.load_session, token,
-                                   timedelta(minutes=s.session_idle_minutes),
-                                   timedelta(hours=s.session_max_hours))
+    principal = await portal.write(
+        accounts.load_session,
+        token,
+        timedelta(minutes=s.session_idle_minutes),
+        timedelta(hours=s.session_max_hours),
+    )
     return principal or ANONYMOUS
 
 
@@ -76,8 +79,9 @@ def _guard(fn: Handler, roles: frozenset[str], path: str) -> Handler:
         response = await fn(request)
         new_cookie = getattr(request.state, "new_csrf_cookie", None)
         if new_cookie:
-            response.set_cookie(ANON_CSRF_COOKIE, new_cookie, httponly=True, secure=True,
-                                samesite="lax")
+            response.set_cookie(
+                ANON_CSRF_COOKIE, new_cookie, httponly=True, secure=True, samesite="lax"
+            )
         return response
 
     return endpoint
@@ -89,15 +93,22 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
 
-    def route(self, path: str, *, roles: str | Iterable[str], methods: Iterable[str] = ("GET",),
-              name: str | None = None) -> Callable[[Handler], Handler]:
+    def route(
+        self,
+        path: str,
+        *,
+        roles: str | Iterable[str],
+        methods: Iterable[str] = ("GET",),
+        name: str | None = None,
+    ) -> Callable[[Handler], Handler]:
         allowed = frozenset([roles] if isinstance(roles, str) else roles)
         if not allowed or not allowed <= ROLES:
             raise ValueError(f"{path}: roles must be a non-empty subset of {sorted(ROLES)}")
 
         def decorate(fn: Handler) -> Handler:
-            r = DeclaredRoute(path, _guard(fn, allowed, path), methods=list(methods),
-                              name=name or fn.__name__)
+            r = DeclaredRoute(
+                path, _guard(fn, allowed, path), methods=list(methods), name=name or fn.__name__
+            )
             r.roles = allowed
             self.routes.append(r)
             return fn

@@ -13,9 +13,11 @@ from portal.errors import Forbidden
 
 # htmx runs under this CSP: no inline script or style (its indicator styles are turned off
 # in the htmx-config meta tag), everything from our own origin.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
-       "form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
 HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -68,22 +70,22 @@ def check_origin(request: Request) -> None:
     if origin is not None:
         expected = f"{request.url.scheme}://{request.url.netloc}"
         if origin != expected:
-            raise Forbidden("This request came from another site and was refused.",
-                            code="cross_origin")
+            raise Forbidden(
+                "This request came from another site and was refused.", code="cross_origin"
+            )
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        raise Forbidden("This request came from another site and was refused.",
-                        code="cross_origin")
+        raise Forbidden("This request came from another site and was refused.", code="cross_origin")
 
 
 async def check_csrf(request: Request, expected: str) -> None:
     check_origin(request)
     sent = request.headers.get("x-csrf-token")
     if sent is None and request.headers.get("content-type", "").startswith(
-            ("application/x-www-form-urlencoded", "multipart/form-data")):
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
         form = await request.form()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
     if not sent or not expected or not hmac.compare_digest(sent, expected):
-        raise Forbidden("The form has expired. Reload the page and try again.",
-                        code="csrf_failed")
+        raise Forbidden("The form has expired. Reload the page and try again.", code="csrf_failed")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.templating import Jinja2Templates
 
@@ -26,20 +26,22 @@ class Portal:
 
     async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(conn, ...) in a read-only connection, off the event loop."""
+
         def run() -> T:
             with self.engine.connect() as conn:
                 return fn(conn, *args, **kw)
+
         return await run_in_threadpool(run)
 
     async def write(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(conn, ...) in one transaction, off the event loop."""
+
         def run() -> T:
             with self.engine.begin() as conn:
                 return fn(conn, *args, **kw)
+
         return await run_in_threadpool(run)
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(engine, ...) (a domain function managing its own transaction)."""
         return await run_in_threadpool(fn, self.engine, *args, **kw)
-
-

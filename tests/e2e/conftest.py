@@ -20,12 +20,18 @@ from sqlalchemy import Engine
 
 from portal import ledger
 from portal.config import Settings
-from tests.web.conftest import users  # noqa: F401 - shared fixture
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(__file__).parent / "screenshots"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -34,16 +40,33 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after its module: its outbox worker shares the db
 def server(settings: Settings, engine: Engine) -> Iterator[str]:
     ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": settings.database_url,
-           "LEDGER_KEY_PATH": str(settings.ledger_key_path), "CHECKPOINT_INTERVAL": "0",
-           "ENVIRONMENT": "test"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "LEDGER_KEY_PATH": str(settings.ledger_key_path),
+        "CHECKPOINT_INTERVAL": "0",
+        "ENVIRONMENT": "test",
+    }
     env.pop("MEILI_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning"], env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:  # wait until it answers, with a deadline

@@ -88,7 +88,9 @@ def shop(engine: Engine) -> Shop:
         directory.add_insurer(conn, code, f"公评样例{code}")
         directory.add_branch(conn, code, f"{code}-ZZ", "株洲中支", "430200")
         directory.add_branch(conn, code, f"{code}-BJ", "北京分公司", "110100")
-        directory.import_staff(conn, [directory.StaffRow(code, f"{code}-ZZ", "T1", "王五", "teller")])
+        directory.import_staff(
+            conn, [directory.StaffRow(code, f"{code}-ZZ", "T1", "王五", "teller")]
+        )
     w = World(insurer_a=code, insurer_b=code, branch_a=f"{code}-ZZ", branch_b=f"{code}-BJ",
               teller_a="T1", teller_b="T1")  # fmt: skip
     return Shop(code=code, world=w)

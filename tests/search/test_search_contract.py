@@ -40,7 +40,9 @@ def test_whitespace_separated_terms_must_all_match(
     assert ids(find(index, shop, "一个月")) == [slow_only]  # 3 characters: the FTS5 path
 
 
-def test_insurer_name_is_searchable(engine: Engine, index: SearchIndex, shop: Shop, add: Add) -> None:
+def test_insurer_name_is_searchable(
+    engine: Engine, index: SearchIndex, shop: Shop, add: Add
+) -> None:
     rid = add("服务一般")
     sync(engine, index)
     assert ids(find(index, shop, f"公评样例{shop.code}")) == [rid]

@@ -63,12 +63,16 @@ class Broken:
     def ensure(self) -> None: ...
     def index_reviews(self, docs: list[ReviewDoc]) -> None:
         raise RuntimeError("boom")
+
     def remove(self, rating_ids: list[str]) -> None:
         raise RuntimeError("boom")
+
     def ids(self) -> set[str]:
         return set()
+
     def search(self, q: SearchQuery) -> SearchResult:
         raise NotImplementedError
+
     def healthy(self) -> bool:
         return False
 
@@ -107,20 +111,22 @@ class Slow:
         time.sleep(0.02)
         with self.lock:
             self.seen.extend(d.id for d in docs)
+
     def remove(self, rating_ids: list[str]) -> None:
         with self.lock:
             self.seen.extend(rating_ids)
+
     def ids(self) -> set[str]:
         return set()
+
     def search(self, q: SearchQuery) -> SearchResult:
         raise NotImplementedError
+
     def healthy(self) -> bool:
         return True
 
 
-def test_concurrent_workers_process_each_row_once(
-    engine: Engine, sql_index: Any, add: Add
-) -> None:
+def test_concurrent_workers_process_each_row_once(engine: Engine, sql_index: Any, add: Add) -> None:
     sync(engine, sql_index)
     made = [add(f"第{i}条", minutes_ago=i) for i in range(30)]
     index = Slow()

@@ -30,6 +30,10 @@ def test_query_is_validated_and_clamped() -> None:
         "insurer_code": "TA",
         "verified": False,
     }
+    from_url = SearchQuery(stars="5", verified="false", province="43")  # type: ignore[arg-type]
+    assert from_url.filters() == {"stars": 5, "verified": False, "province": "430000"}
+    with pytest.raises(ValueError, match="yes/no"):
+        SearchQuery(verified="maybe")  # type: ignore[arg-type]
 
 
 def test_terms_split_on_spaces_and_punctuation() -> None:

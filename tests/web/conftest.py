@@ -8,16 +8,15 @@ from collections.abc import Iterator
 
 import pytest
 from bs4 import BeautifulSoup
-from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
-from portal import accounts, ledger
+from portal import ledger
 from portal.config import Settings
 from portal.web.app import create_app
-from tests.factories import World, make_world
+from tests.factories import World  # noqa: F401 - re-exported for the tests
 
 BASE = "https://testserver"
-PASSWORD = "correct horse battery"
+from tests.conftest import PASSWORD  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")
@@ -33,20 +32,10 @@ _ips = itertools.count(1)
 def client(app_settings: Settings) -> Iterator[TestClient]:
     """Each test comes from its own address, so per-IP login limits do not leak between tests."""
     n = next(_ips)
-    with TestClient(create_app(app_settings), base_url=BASE,
-                    client=(f"10.0.{n // 250}.{n % 250 + 1}", 50000)) as c:
+    with TestClient(
+        create_app(app_settings), base_url=BASE, client=(f"10.0.{n // 250}.{n % 250 + 1}", 50000)
+    ) as c:
         yield c
-
-
-@pytest.fixture(scope="session")
-def users(owner_engine: Engine, engine: Engine) -> World:
-    world = make_world(engine)
-    with owner_engine.begin() as conn:
-        for name, role, insurer in [("reg", "regulator", None), ("adm", "admin", None),
-                                    ("ins-a", "insurer", world.insurer_a),
-                                    ("ins-b", "insurer", world.insurer_b)]:
-            accounts.add_user(conn, name, PASSWORD, role, insurer)
-    return world
 
 
 def csrf_of(html: str) -> str:
@@ -57,9 +46,17 @@ def csrf_of(html: str) -> str:
 
 def login(client: TestClient, username: str, password: str = PASSWORD) -> object:
     page = client.get("/login")
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_of(page.text), "next": "/"},
-                       headers={"origin": BASE}, follow_redirects=False)
+    return client.post(
+        "/login",
+        data={
+            "username": username,
+            "password": password,
+            "csrf_token": csrf_of(page.text),
+            "next": "/",
+        },
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
 
 
 def text_of(html: str) -> str:

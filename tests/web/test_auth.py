@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, update
 from starlette.testclient import TestClient
@@ -39,8 +39,12 @@ def test_logout_really_ends_the_session(client: TestClient, users: World) -> Non
     page = client.get("/regulator")
     assert page.status_code == 200
     token = client.cookies["gp_session"]
-    out = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
-                      headers={"origin": BASE}, follow_redirects=False)
+    out = client.post(
+        "/logout",
+        data={"csrf_token": csrf_of(page.text)},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
     assert out.status_code == 303
     client.cookies.set("gp_session", token)  # a stolen copy of the cookie is now worthless
     assert client.get("/regulator", follow_redirects=False).status_code == 303
@@ -51,25 +55,30 @@ def test_idle_and_absolute_timeouts(client: TestClient, users: World, engine: En
         login(client, "reg")
         token = client.cookies["gp_session"]
         with engine.begin() as conn:
-            conn.execute(update(LoginSession).where(
-                LoginSession.token_hash == accounts.token_hash(token))
-                .values({column: datetime.now(timezone.utc) - timedelta(days=2)}))
+            conn.execute(
+                update(LoginSession)
+                .where(LoginSession.token_hash == accounts.token_hash(token))
+                .values({column: datetime.now(UTC) - timedelta(days=2)})
+            )
         assert client.get("/regulator", follow_redirects=False).status_code == 303, column
 
 
-def test_admin_can_end_all_sessions_of_a_user(client: TestClient, users: World,
-                                              engine: Engine) -> None:
+def test_admin_can_end_all_sessions_of_a_user(
+    client: TestClient, users: World, engine: Engine
+) -> None:
     login(client, "ins-a")
     assert client.get("/insurer").status_code == 200
     with engine.begin() as conn:
-        uid = conn.execute(accounts.select(accounts.User.id).where(
-            accounts.User.username == "ins-a")).scalar_one()
+        uid = conn.execute(
+            accounts.select(accounts.User.id).where(accounts.User.username == "ins-a")
+        ).scalar_one()
         assert accounts.end_all_sessions(conn, uid) >= 1
     assert client.get("/insurer", follow_redirects=False).status_code == 303
 
 
-def test_login_is_rate_limited_per_account(client: TestClient, engine: Engine,
-                                           owner_engine: Engine, users: World) -> None:
+def test_login_is_rate_limited_per_account(
+    client: TestClient, engine: Engine, owner_engine: Engine, users: World
+) -> None:
     with owner_engine.begin() as conn:
         accounts.add_user(conn, "victim", PASSWORD, "regulator")
     for _ in range(accounts.MAX_FAILS_PER_ACCOUNT):
@@ -89,23 +98,39 @@ def test_state_changing_forms_need_the_csrf_token(client: TestClient, users: Wor
     login(client, "reg")
     page = client.get("/regulator")
     no_token = client.post("/logout", headers={"origin": BASE}, follow_redirects=False)
-    wrong = client.post("/logout", data={"csrf_token": "x" * 43}, headers={"origin": BASE},
-                        follow_redirects=False)
-    cross = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
-                        headers={"origin": "https://evil.example"}, follow_redirects=False)
-    cross_site = client.post("/logout", data={"csrf_token": csrf_of(page.text)},
-                             headers={"sec-fetch-site": "cross-site"}, follow_redirects=False)
+    wrong = client.post(
+        "/logout", data={"csrf_token": "x" * 43}, headers={"origin": BASE}, follow_redirects=False
+    )
+    cross = client.post(
+        "/logout",
+        data={"csrf_token": csrf_of(page.text)},
+        headers={"origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    cross_site = client.post(
+        "/logout",
+        data={"csrf_token": csrf_of(page.text)},
+        headers={"sec-fetch-site": "cross-site"},
+        follow_redirects=False,
+    )
     assert [r.status_code for r in (no_token, wrong, cross, cross_site)] == [403] * 4
     assert client.get("/regulator").status_code == 200  # still logged in
     # htmx sends the token in a header read from the meta tag.
-    ok = client.post("/logout", headers={"x-csrf-token": csrf_of(page.text), "hx-request": "true",
-                                         "origin": BASE}, follow_redirects=False)
+    ok = client.post(
+        "/logout",
+        headers={"x-csrf-token": csrf_of(page.text), "hx-request": "true", "origin": BASE},
+        follow_redirects=False,
+    )
     assert ok.status_code == 303
 
 
 def test_login_form_itself_is_csrf_protected(client: TestClient, users: World) -> None:
-    response = client.post("/login", data={"username": "reg", "password": PASSWORD},
-                           headers={"origin": BASE}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"username": "reg", "password": PASSWORD},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
     assert response.status_code == 403
 
 
@@ -129,8 +154,16 @@ def test_insurer_sees_only_its_own_insurer(client: TestClient, users: World) -> 
 def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> None:
     for evil in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         page = client.get("/login")
-        r = client.post("/login", data={"username": "reg", "password": PASSWORD, "next": evil,
-                                        "csrf_token": csrf_of(page.text)},
-                        headers={"origin": BASE}, follow_redirects=False)
+        r = client.post(
+            "/login",
+            data={
+                "username": "reg",
+                "password": PASSWORD,
+                "next": evil,
+                "csrf_token": csrf_of(page.text),
+            },
+            headers={"origin": BASE},
+            follow_redirects=False,
+        )
         assert r.status_code == 303, (evil, r.status_code)
         assert r.headers["location"] == "/", evil

@@ -23,16 +23,26 @@ def _sign_some(engine: Engine, settings: Settings, n: int) -> list[str]:
     return ids
 
 
-def test_checkpoint_key_and_proof_verify_without_our_code(client: TestClient, engine: Engine,
-                                                         app_settings: Settings) -> None:
+def test_checkpoint_key_and_proof_verify_without_our_code(
+    client: TestClient, engine: Engine, app_settings: Settings
+) -> None:
     rid = _sign_some(engine, app_settings, 3)[1]
     key = client.get("/api/v1/checkpoints/key").json()
     assert key["algorithm"] == "ed25519"
     cp = client.get("/api/v1/checkpoints/latest").json()
-    assert set(cp) == {"origin", "tree_size", "root_hash", "timestamp", "note", "signature",
-                       "key_id"}
-    assert cp["note"] == f"{cp['origin']}\n{cp['tree_size']}\n" \
-                         f"{base64.b64encode(bytes.fromhex(cp['root_hash'])).decode()}\n"
+    assert set(cp) == {
+        "origin",
+        "tree_size",
+        "root_hash",
+        "timestamp",
+        "note",
+        "signature",
+        "key_id",
+    }
+    assert (
+        cp["note"] == f"{cp['origin']}\n{cp['tree_size']}\n"
+        f"{base64.b64encode(bytes.fromhex(cp['root_hash'])).decode()}\n"
+    )
     public = Ed25519PublicKey.from_public_bytes(base64.b64decode(key["public_key"]))
     public.verify(base64.b64decode(cp["signature"]), cp["note"].encode())
     assert cp["key_id"] == key["key_id"]
@@ -40,9 +50,13 @@ def test_checkpoint_key_and_proof_verify_without_our_code(client: TestClient, en
 
     proof = client.get(f"/api/v1/ratings/{rid}/proof").json()
     assert proof["id"] == rid and proof["checkpoint"] == cp
-    merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), proof["leaf_index"],
-                            proof["tree_size"], [bytes.fromhex(p) for p in proof["proof"]],
-                            bytes.fromhex(cp["root_hash"]))
+    merkle.verify_inclusion(
+        bytes.fromhex(proof["leaf_hash"]),
+        proof["leaf_index"],
+        proof["tree_size"],
+        [bytes.fromhex(p) for p in proof["proof"]],
+        bytes.fromhex(cp["root_hash"]),
+    )
 
 
 def test_consistency_endpoint(client: TestClient, engine: Engine, app_settings: Settings) -> None:
@@ -50,11 +64,16 @@ def test_consistency_endpoint(client: TestClient, engine: Engine, app_settings: 
     first = client.get("/api/v1/checkpoints/latest").json()
     _sign_some(engine, app_settings, 4)
     second = client.get("/api/v1/checkpoints/latest").json()
-    body = client.get(f"/api/v1/checkpoints/consistency?from={first['tree_size']}"
-                      f"&to={second['tree_size']}").json()
-    merkle.verify_consistency(first["tree_size"], second["tree_size"],
-                              [bytes.fromhex(p) for p in body["proof"]],
-                              bytes.fromhex(first["root_hash"]), bytes.fromhex(second["root_hash"]))
+    body = client.get(
+        f"/api/v1/checkpoints/consistency?from={first['tree_size']}&to={second['tree_size']}"
+    ).json()
+    merkle.verify_consistency(
+        first["tree_size"],
+        second["tree_size"],
+        [bytes.fromhex(p) for p in body["proof"]],
+        bytes.fromhex(first["root_hash"]),
+        bytes.fromhex(second["root_hash"]),
+    )
 
 
 def test_unsequenced_and_unknown_ratings(client: TestClient, engine: Engine) -> None:

@@ -36,8 +36,10 @@ def test_chinese_is_the_default_and_english_the_switch(client: TestClient) -> No
     assert en.status_code == 303 and en.headers["location"] == "/ledger"
     page = client.get("/ledger")
     assert 'lang="en"' in page.text and "Public ledger" in page.text
-    assert client.get("/lang/en?next=https://evil.example", follow_redirects=False
-                      ).headers["location"] == "/"
+    assert (
+        client.get("/lang/en?next=https://evil.example", follow_redirects=False).headers["location"]
+        == "/"
+    )
 
 
 def test_security_headers_and_csp(client: TestClient) -> None:
