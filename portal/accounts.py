@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, func, select
 
-from portal import directory
+from portal import audit, directory
 from portal.canonical import utc
 from portal.errors import Conflict, Invalid, RateLimited
 from portal.models import USER_ROLES, LoginAttempt, LoginSession, User
@@ -122,6 +122,7 @@ def authenticate(conn: Connection, username: str, password: str, ip: str) -> Use
     conn.execute(
         LoginAttempt.__table__.insert().values(at=now, username=username, ip=ip[:64], success=ok)
     )
+    audit.log(conn, f"ip:{ip}", "login" if ok else "login.failed", username)
     return user if ok else None
 
 

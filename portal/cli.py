@@ -7,6 +7,7 @@ on stdout; errors go to stderr with a non-zero exit.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -16,8 +17,11 @@ from typing import Any
 import click
 from sqlalchemy import Engine
 
+from portal import audit
 from portal.config import Settings, load_settings
 from portal.errors import PortalError
+
+OPERATOR = "cli:" + (os.environ.get("SUDO_USER") or os.environ.get("USER") or "operator")
 
 
 class Context:
@@ -129,6 +133,7 @@ def insurer_add(ctx: Context, code: str, name: str) -> None:
 
     with ctx.engine.begin() as conn:
         iid = directory.add_insurer(conn, code, name)
+        audit.log(conn, OPERATOR, "insurer.add", code.upper(), name=name)
     ctx.out({"id": iid, "code": code.upper(), "name": name}, f"insurer {code.upper()} added")
 
 
@@ -148,6 +153,7 @@ def branch_add(ctx: Context, insurer_code: str, code: str, name: str, region: st
 
     with ctx.engine.begin() as conn:
         bid = directory.add_branch(conn, insurer_code.upper(), code, name, region)
+        audit.log(conn, OPERATOR, "branch.add", code, insurer=insurer_code.upper(), region=region)
     ctx.out(
         {"id": bid, "insurer": insurer_code.upper(), "branch": code, "region": region},
         f"branch {code} added",
@@ -172,6 +178,7 @@ def staff_import(ctx: Context, file: Path) -> None:
     rows = directory.parse_staff_csv(data)
     with ctx.engine.begin() as conn:
         added, updated = directory.import_staff(conn, rows)
+        audit.log(conn, OPERATOR, "staff.import", file.name, added=added, updated=updated)
     ctx.out({"added": added, "updated": updated}, f"staff: {added} added, {updated} updated")
 
 
@@ -189,6 +196,7 @@ def device_add(ctx: Context, insurer_code: str, branch_code: str) -> None:
 
     with ctx.engine.begin() as conn:
         device_id, token = credentials.add_device(conn, insurer_code.upper(), branch_code)
+        audit.log(conn, OPERATOR, "device.add", f"device:{device_id}", branch=branch_code)
     ctx.out(
         {"device_id": device_id, "token": token}, f"device {device_id}\ntoken (shown once): {token}"
     )
@@ -207,6 +215,7 @@ def client_add(ctx: Context, insurer_code: str) -> None:
 
     with ctx.engine.begin() as conn:
         client_id, secret = credentials.add_client(conn, insurer_code.upper())
+        audit.log(conn, OPERATOR, "client.add", client_id, insurer=insurer_code.upper())
     ctx.out(
         {"client_id": client_id, "secret": secret},
         f"client {client_id}\nsecret (shown once): {secret}",
@@ -231,6 +240,7 @@ def user_add(ctx: Context, username: str, role: str, insurer_code: str | None) -
         uid = accounts.add_user(
             conn, username, password, role, insurer_code.upper() if insurer_code else None
         )
+        audit.log(conn, OPERATOR, "user.add", username, role=role, insurer=insurer_code)
     ctx.out({"id": uid, "username": username, "role": role}, f"user {username} added")
 
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -63,9 +63,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so concurrent writers queue on
-        # busy_timeout instead of failing with SQLITE_BUSY at commit.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers: IMMEDIATE takes the write lock up front, so concurrent writers queue on
+        # busy_timeout instead of failing with SQLITE_BUSY when a read turns into a write.
+        # Readers (see `reading`) take no lock at all: WAL gives them a snapshot.
+        read_only = conn.get_execution_options().get("read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str, **kw: Any) -> Engine:
@@ -77,6 +79,11 @@ def make_engine(url: str, **kw: Any) -> Engine:
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only: on SQLite it never takes the write lock."""
+    return engine.connect().execution_options(read_only=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -10,8 +10,17 @@ from babel.messages.pofile import read_po
 from portal.i18n import negotiate, translate
 from tests.conftest import repo_root
 
-KEYWORDS = ["N_", "Invalid", "Conflict", "NotFound", "BadRequest", "Forbidden",
-            "Unauthorized", "RateLimited", "PortalError"]
+KEYWORDS = [
+    "N_",
+    "Invalid",
+    "Conflict",
+    "NotFound",
+    "BadRequest",
+    "Forbidden",
+    "Unauthorized",
+    "RateLimited",
+    "PortalError",
+]
 
 
 def _extract() -> set[str]:

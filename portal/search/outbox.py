@@ -11,6 +11,7 @@ duplicates harmless.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import threading
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 
+from portal.db import reading
 from portal.models import Outbox
 from portal.search.base import SearchIndex, joined
 from portal.search.documents import load
@@ -114,6 +116,8 @@ def drain(
 ) -> int:
     """Process due outbox rows; returns how many were done. `now` is for tests."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
+    if engine.dialect.name == "sqlite" and index.name == "meilisearch":
+        return _drain_unlocked(engine, index, limit, now)
     with engine.begin() as conn:
         rows = _claim(conn, limit, now)
         if not rows:
@@ -131,6 +135,50 @@ def drain(
             )
             return 0
         conn.execute(update(OUTBOX).where(OB.id.in_(ids)).values(done_at=now, last_error=None))
+    return len(ids)
+
+
+def _drain_unlocked(engine: Engine, index: SearchIndex, limit: int, now: datetime) -> int:
+    """SQLite with a remote index: never hold the database's single write lock while
+    waiting for Meilisearch (rating writers would queue behind the network call).
+    Read, index, then mark done briefly. A file lock beside the database keeps two
+    workers (uvicorn processes) from interleaving an older and a newer state of one
+    rating; whoever does not get it simply tries again on its next round."""
+    lock_path = f"{engine.url.database}.outbox-lock"
+    with open(lock_path, "a") as lock:  # noqa: PTH123
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        return _drain_locked_file(engine, index, limit, now)
+
+
+def _drain_locked_file(engine: Engine, index: SearchIndex, limit: int, now: datetime) -> int:
+    with reading(engine) as conn:
+        rows = _claim(conn, limit, now)
+        if not rows:
+            return 0
+        refs = sorted({r.ref for r in rows})
+        docs = load(conn, refs)
+    ids = [r.id for r in rows]
+    try:
+        index.index_reviews(docs)
+        index.remove([r for r in refs if r not in {d.id for d in docs}])
+    except Exception as exc:
+        log.warning("search indexing failed for %d outbox rows: %s", len(ids), exc)
+        with engine.begin() as conn:
+            conn.execute(
+                update(OUTBOX)
+                .where(OB.id.in_(ids))
+                .values(attempts=OB.attempts + 1, last_error=f"{type(exc).__name__}: {exc}"[:2000])
+            )
+        return 0
+    with engine.begin() as conn:
+        conn.execute(
+            update(OUTBOX)
+            .where(OB.id.in_(ids), OB.done_at.is_(None))
+            .values(done_at=now, last_error=None)
+        )
     return len(ids)
 
 

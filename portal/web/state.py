@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.templating import Jinja2Templates
 
 from portal.config import Settings
+from portal.db import reading
 from portal.ledger import LedgerKey
 
 T = TypeVar("T")
@@ -28,7 +29,7 @@ class Portal:
         """Run fn(conn, ...) in a read-only connection, off the event loop."""
 
         def run() -> T:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 return fn(conn, *args, **kw)
 
         return await run_in_threadpool(run)
