@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from portal import audit, directory
 from portal.canonical import utc
+from portal.db import reading
 from portal.errors import Conflict, Invalid, RateLimited
 from portal.models import USER_ROLES, LoginAttempt, LoginSession, User
 
@@ -97,33 +98,55 @@ def _recent_failures(conn: Connection, now: datetime, **where: str) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def authenticate(conn: Connection, username: str, password: str, ip: str) -> User | None:
+def authenticate(engine: Engine, username: str, password: str, ip: str) -> User | None:
     """Check a password, rate-limited per account and per IP; None when it is wrong.
 
-    Records every attempt, so the caller must commit even on failure (hence no raise).
+    The attempt is written (as a failure) and committed BEFORE counting, so parallel
+    guesses see each other and cannot all slip under the limit. The slow argon2 check
+    runs outside any transaction: on SQLite it must not hold the write lock.
     """
     now = datetime.now(UTC)
     username = username.strip()[:64]
-    if (
-        _recent_failures(conn, now, username=username) >= MAX_FAILS_PER_ACCOUNT
-        or _recent_failures(conn, now, ip=ip) >= MAX_FAILS_PER_IP
-    ):
+    with engine.begin() as conn:
+        attempt = conn.execute(
+            LoginAttempt.__table__.insert().values(
+                at=now, username=username, ip=ip[:64], success=False
+            )
+        ).inserted_primary_key[0]
+    with reading(engine) as conn:
+        limited = (
+            _recent_failures(conn, now, username=username) > MAX_FAILS_PER_ACCOUNT
+            or _recent_failures(conn, now, ip=ip) > MAX_FAILS_PER_IP
+        )
+        user = (
+            None
+            if limited
+            else conn.execute(select(User).where(User.username == username, User.active)).first()
+        )
+    if limited:
         raise RateLimited(
             "Too many failed logins. Try again in 15 minutes.",
             retry_after=int(WINDOW.total_seconds()),
             code="too_many_attempts",
         )
-    user = conn.execute(select(User).where(User.username == username, User.active)).first()
-    try:
-        HASHER.verify(user.password_hash if user else _DUMMY, password)
-        ok = user is not None
-    except (VerificationError, InvalidHashError):
-        ok = False
-    conn.execute(
-        LoginAttempt.__table__.insert().values(at=now, username=username, ip=ip[:64], success=ok)
-    )
-    audit.log(conn, f"ip:{ip}", "login" if ok else "login.failed", username)
+    ok = _password_ok(user.password_hash if user else None, password) and user is not None
+    with engine.begin() as conn:
+        if ok:
+            conn.execute(
+                LoginAttempt.__table__.update()
+                .where(LoginAttempt.id == attempt)
+                .values(success=True)
+            )
+        audit.log(conn, f"ip:{ip}", "login" if ok else "login.failed", username)
     return user if ok else None
+
+
+def _password_ok(stored: str | None, password: str) -> bool:
+    """Verify in constant-ish time: unknown users are checked against a dummy hash."""
+    try:
+        return bool(HASHER.verify(stored or _DUMMY, password))
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def token_hash(token: str) -> str:
@@ -142,42 +165,49 @@ def start_session(conn: Connection, user_id: int) -> str:
 
 
 def load_session(
-    conn: Connection,
+    engine: Engine,
     token: str,
     idle: timedelta,
     absolute: timedelta,
 ) -> Principal | None:
-    """The principal behind a cookie token, or None if unknown, ended or timed out."""
+    """The principal behind a cookie token, or None if unknown, ended or timed out.
+
+    A plain read; it writes only to end a timed-out session or, at most once a minute,
+    to note activity (so page views do not queue behind SQLite's write lock).
+    """
     now = datetime.now(UTC)
-    row = conn.execute(
-        select(
-            LoginSession.token_hash,
-            LoginSession.csrf_token,
-            LoginSession.created_at,
-            LoginSession.last_seen_at,
-            User.id,
-            User.username,
-            User.role,
-            User.insurer_id,
-        )
-        .join(User, User.id == LoginSession.user_id)
-        .where(
-            LoginSession.token_hash == token_hash(token),
-            LoginSession.ended_at.is_(None),
-            User.active,
-        )
-    ).first()
+    with reading(engine) as conn:
+        row = conn.execute(
+            select(
+                LoginSession.token_hash,
+                LoginSession.csrf_token,
+                LoginSession.created_at,
+                LoginSession.last_seen_at,
+                User.id,
+                User.username,
+                User.role,
+                User.insurer_id,
+            )
+            .join(User, User.id == LoginSession.user_id)
+            .where(
+                LoginSession.token_hash == token_hash(token),
+                LoginSession.ended_at.is_(None),
+                User.active,
+            )
+        ).first()
     if row is None:
         return None
     if now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute:
-        end_session(conn, token)
+        with engine.begin() as conn:
+            end_session(conn, token)
         return None
-    if now - utc(row.last_seen_at) > timedelta(minutes=1):  # spare a write per request
-        conn.execute(
-            LoginSession.__table__.update()
-            .where(LoginSession.token_hash == row.token_hash)
-            .values(last_seen_at=now)
-        )
+    if now - utc(row.last_seen_at) > timedelta(minutes=1):
+        with engine.begin() as conn:
+            conn.execute(
+                LoginSession.__table__.update()
+                .where(LoginSession.token_hash == row.token_hash)
+                .values(last_seen_at=now)
+            )
     return Principal(row.id, row.username, row.role, row.insurer_id, row.csrf_token)
 
 

@@ -113,7 +113,8 @@ def serve(ctx: Context, host: str, port: int, workers: int) -> None:
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=False,
+        proxy_headers=True,
+        forwarded_allow_ips=ctx.settings.forwarded_allow_ips,
         loop="uvloop" if workers > 1 else "asyncio",
         log_level="info",
     )

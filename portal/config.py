@@ -28,6 +28,7 @@ class Settings:
     session_idle_minutes: int  # a login session ends after this long without a request
     session_max_hours: int  # ... and after this long in any case
     clock_skew_seconds: int  # how far in the future an occurred_at may be (device clocks)
+    forwarded_allow_ips: str  # proxies trusted for X-Forwarded-For/-Proto (TLS ends there)
 
     @property
     def is_postgres(self) -> bool:
@@ -71,6 +72,7 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         session_idle_minutes=config("SESSION_IDLE_MINUTES", cast=int, default=30),
         session_max_hours=config("SESSION_MAX_HOURS", cast=int, default=12),
         clock_skew_seconds=config("CLOCK_SKEW_SECONDS", cast=int, default=120),
+        forwarded_allow_ips=config("FORWARDED_ALLOW_IPS", default="127.0.0.1"),
     )
     if (
         environment == "production"

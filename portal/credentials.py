@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -30,13 +31,14 @@ def add_device(conn: Connection, insurer: str, branch: str) -> tuple[int, str]:
     return int(result.inserted_primary_key[0]), token
 
 
-def device_for_token(conn: Connection, token: str) -> Device:
+def device_for_token(conn: Connection, token: str) -> Any:
+    """The device row (id, insurer_id, branch_id, ...) for a bearer token."""
     row = conn.execute(
         select(Device).where(Device.token_hash == _hash(token), Device.revoked_at.is_(None))
     ).first()
     if row is None:
         raise Unauthorized("Unknown or revoked device token.", code="bad_token")
-    return row[0]
+    return row
 
 
 def add_client(conn: Connection, insurer: str) -> tuple[str, str]:

@@ -58,6 +58,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA trusted_schema=OFF")
+        cur.execute("PRAGMA recursive_triggers=ON")  # REPLACE then fires DELETE triggers
         cur.close()
         enable_defensive(dbapi_conn, path)
 
@@ -113,22 +114,27 @@ def migrate(settings: Settings) -> None:
             engine.dispose()
 
 
+# What the web app's role may do per table. Nothing may be deleted by the app: ratings
+# and their companions are append-only, everything else is ended or hidden by UPDATE.
+APP_PRIVILEGES = {t: "SELECT, INSERT" for t in (*APPEND_ONLY, "takedown_decisions")}
+DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE"
+
+
 def grant_app_role(engine: Engine, role: str) -> None:
-    """The app's role may only INSERT and SELECT on append-only tables."""
+    """Create the app's role if needed and give it exactly APP_PRIVILEGES."""
     if not role.replace("_", "").isalnum():
         raise ValueError(f"bad role name {role!r}")
     tables = sorted(SQLModel.metadata.tables)
-    mutable = [t for t in tables if t not in APPEND_ONLY]
     with engine.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(7262001)"))  # CREATE ROLE races
         exists = conn.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role})
         if exists.first() is None:
             conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         conn.execute(text(f'GRANT USAGE ON SCHEMA public TO "{role}"'))
         conn.execute(text(f'REVOKE ALL ON {", ".join(tables)} FROM "{role}"'))
-        conn.execute(text(f'GRANT SELECT, INSERT ON {", ".join(APPEND_ONLY)} TO "{role}"'))
-        conn.execute(
-            text(f'GRANT SELECT, INSERT, UPDATE, DELETE ON {", ".join(mutable)} TO "{role}"')
-        )
+        for table in tables:
+            privileges = APP_PRIVILEGES.get(table, DEFAULT_PRIVILEGES)
+            conn.execute(text(f'GRANT {privileges} ON {table} TO "{role}"'))
         conn.execute(text(f'GRANT SELECT ON alembic_version TO "{role}"'))
         conn.execute(text(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"'))

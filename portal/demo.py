@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select
 
 from portal import accounts, demo_data, directory, ledger
 from portal.config import Settings
+from portal.errors import Invalid
 from portal.models import Insurer, Rating, User
 from portal.ratings import RatingIn, record_batch
 
@@ -109,6 +110,11 @@ def load(
     engine: Engine, settings: Settings, *, n: int, seed: int, progress: bool
 ) -> dict[str, Any]:
     """Load the demo once; a second run only adds the missing users and a checkpoint."""
+    if settings.environment == "production":
+        raise Invalid(
+            "The demo (with its published passwords) is refused in production.",
+            code="demo_in_production",
+        )
     rng = random.Random(seed)
     with engine.connect() as conn:
         present = conn.execute(select(func.count()).select_from(Insurer)).scalar_one()

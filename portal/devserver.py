@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
+    # A closed terminal (SIGHUP) must still run the `finally` that stops Meilisearch;
+    # uvicorn itself handles SIGINT and SIGTERM gracefully.
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
     settings = load_settings()
     meili = None
     if not settings.meili_url:

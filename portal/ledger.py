@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from portal import merkle
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
+from portal.db import reading
 from portal.errors import BadRequest, NotFound
 from portal.models import Checkpoint, LedgerEntry, Rating, RatingText
 
@@ -112,14 +113,31 @@ def _lock(conn: Connection) -> None:
     # SQLite: the transaction began IMMEDIATE, which already excludes other writers.
 
 
-def _previous(conn: Connection) -> tuple[int, list[bytes]]:
-    """Size and frontier of the last checkpoint, after checking both against what was signed."""
+def _signed_by(cp: Any, key: LedgerKey) -> bool:
+    """The row says what our key signed: note matches its fields, signature verifies."""
+    if cp.note != note_for(key.origin, cp.tree_size, bytes.fromhex(cp.root_hash)):
+        return False
+    try:
+        key.private.public_key().verify(base64.b64decode(cp.signature), cp.note.encode())
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _previous(conn: Connection, key: LedgerKey) -> tuple[int, list[bytes]]:
+    """Size and frontier of the last checkpoint, after checking both against what was signed.
+
+    Someone able to INSERT (the app role can) could add a forged checkpoint row; it would
+    fail the signature check here, so the next tree is never signed on top of it.
+    """
     last = latest(conn)
     size = int(conn.execute(select(func.count()).select_from(LedgerEntry)).scalar_one())
     if last is None:
         if size:
             raise LedgerError(f"{size} ledger entries exist but no checkpoint signs them")
         return 0, []
+    if not _signed_by(last, key):
+        raise LedgerError(f"checkpoint {last.tree_size}: not signed by this ledger's key")
     frontier = [bytes.fromhex(h) for h in json.loads(last.frontier)]
     if merkle.frontier_root(frontier).hex() != last.root_hash:
         raise LedgerError(f"checkpoint {last.tree_size}: stored frontier does not match its root")
@@ -144,7 +162,7 @@ def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | 
     """Sequence every pending rating and sign the new tree. None when nothing was pending."""
     with engine.begin() as conn:
         _lock(conn)
-        size, frontier = _previous(conn)
+        size, frontier = _previous(conn, key)
         start = size
         while rows := _pending(conn, batch):
             entries = [
@@ -268,6 +286,8 @@ def _check_entry(r: Any, index: int) -> Iterator[Problem]:
         yield Problem(r.entry_rating, f"leaf {index}: the rating row is gone")
         return
     yield from _check_rating(r)
+    if r.text_hash is not None and r.body is None:
+        yield Problem(r.id, f"leaf {index}: its text row is gone")
     if r.ledger_hash != r.leaf_hash:
         yield Problem(r.id, f"leaf {index}: ledger and rating hashes differ")
 
@@ -275,8 +295,13 @@ def _check_entry(r: Any, index: int) -> Iterator[Problem]:
 def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Problem]:
     """Recompute every leaf, the tree at each checkpoint and each signature."""
     problems: list[Problem] = []
-    with engine.connect() as conn:
+    # One snapshot for the whole run (PostgreSQL: REPEATABLE READ), and on SQLite a
+    # read transaction that never blocks rating writers.
+    with reading(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
         checkpoints = {c.tree_size: c for c in conn.execute(select(Checkpoint))}
+        top = max(checkpoints, default=0)
         frontier: list[bytes] = []
         for index, r in enumerate(_sequenced(conn)):
             if r.leaf_index != index:
@@ -287,6 +312,14 @@ def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Proble
             if index + 1 in checkpoints:
                 cp = checkpoints.pop(index + 1)
                 problems.extend(_check_checkpoint(cp, frontier, public, origin))
+            if index == top:
+                problems.append(
+                    Problem(
+                        None,
+                        f"ledger entries beyond the last checkpoint "
+                        f"({top}): the checkpointer will refuse to run",
+                    )
+                )
         problems.extend(
             Problem(None, f"checkpoint {s}: covers leaves that do not exist")
             for s in sorted(checkpoints)

@@ -28,6 +28,7 @@ MAX_TEXT = 2000
 CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
 SCALES = {"counter": (3,), "phone": (3, 5), "web": (5,)}
 ALLOWED_CONTROLS = {"\n", "\t"}
+EARLIEST_YEAR = 2000  # also keeps the canonical "YYYY-..." timestamps four digits long
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetim
             code="invalid_channel",
             value=str(r.channel)[:40],
         )
-    if r.scale not in SCALES[r.channel]:
+    if type(r.scale) is not int or r.scale not in SCALES[r.channel]:
         raise Invalid(
             "The %(channel)s channel does not rate on a %(scale)s-point scale.",
             field="scale",
@@ -128,7 +129,7 @@ def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetim
             channel=r.channel,
             scale=r.scale,
         )
-    if isinstance(r.value, bool) or not isinstance(r.value, int) or not 1 <= r.value <= r.scale:
+    if type(r.value) is not int or not 1 <= r.value <= r.scale:
         raise Invalid(
             "Score %(value)s is out of range: use 1 to %(scale)s.",
             field="value",
@@ -139,6 +140,13 @@ def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetim
     if r.occurred_at.tzinfo is None:
         raise Invalid(
             "The time needs a time zone offset.", field="occurred_at", code="missing_offset"
+        )
+    if r.occurred_at.year < EARLIEST_YEAR:
+        raise Invalid(
+            "The time %(value)s is too far in the past.",
+            field="occurred_at",
+            code="time_too_old",
+            value=r.occurred_at.isoformat(),
         )
     occurred = utc(r.occurred_at)
     if occurred > now + timedelta(seconds=skew):

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from portal.models import APPEND_ONLY
+from portal.models import APPEND_ONLY, Rating
 from portal.ratings import record
 from tests.factories import make_world, rating_in
 
@@ -72,7 +72,7 @@ def test_every_append_only_table_has_its_triggers(owner_engine: Engine, table: s
                     {"t": table},
                 )
             }
-            assert names >= {f"{table}_no_update", f"{table}_no_delete"}
+            assert names >= {f"{table}_no_update", f"{table}_no_delete", f"{table}_no_replace"}
 
 
 @pytest.mark.postgres_only
@@ -117,3 +117,45 @@ def test_sqlite_connection_is_defensive_and_durable(engine: Engine) -> None:
         # Defensive mode: even with writable_schema, the schema cannot be rewritten.
         with pytest.raises(DBAPIError, match="may not be modified"):
             conn.exec_driver_sql("UPDATE sqlite_master SET sql = '' WHERE name = 'ratings'")
+
+
+def _replace_sql(dialect: str) -> str:
+    """Re-insert the row with a better score, as an upsert would."""
+    cols = [c.name for c in Rating.__table__.c]
+    picked = ", ".join("100" if c == "score" else c for c in cols)
+    if dialect == "postgresql":
+        return (
+            f"INSERT INTO ratings ({', '.join(cols)}) SELECT {picked} FROM ratings "
+            "WHERE id = %s ON CONFLICT (id) DO UPDATE SET score = EXCLUDED.score"
+        )
+    return (
+        f"INSERT OR REPLACE INTO ratings ({', '.join(cols)}) "
+        f"SELECT {picked} FROM ratings WHERE id = ?"
+    )
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+def test_upsert_or_replace_cannot_change_a_rating(
+    owner_engine: Engine, stored: str, recursive: bool
+) -> None:
+    before = _snapshot(owner_engine, stored)
+    raw = owner_engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        if owner_engine.dialect.name == "sqlite" and not recursive:
+            cur.execute("PRAGMA recursive_triggers=OFF")  # an attacker's own connection
+        with pytest.raises(Exception, match=r"(?i)append-only"):
+            cur.execute(_replace_sql(owner_engine.dialect.name), (stored,))
+        raw.rollback()
+    finally:
+        raw.close()
+    assert _snapshot(owner_engine, stored) == before
+
+
+@pytest.mark.postgres_only
+def test_postgres_app_role_can_delete_nothing(engine: Engine) -> None:
+    with engine.connect() as conn:
+        deletable = conn.execute(text(
+            "SELECT table_name FROM information_schema.table_privileges "
+            "WHERE grantee = current_user AND privilege_type IN ('DELETE', 'TRUNCATE')")).all()
+    assert deletable == []

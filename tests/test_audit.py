@@ -13,8 +13,7 @@ from portal.models import AuditEvent
 
 
 def test_logins_are_audited(engine: Engine, users) -> None:  # noqa: ANN001
-    with engine.begin() as conn:
-        accounts.authenticate(conn, "reg", "wrong password!", "10.9.9.9")
+    assert accounts.authenticate(engine, "reg", "wrong password!", "10.9.9.9") is None
     with engine.connect() as conn:
         row = conn.execute(
             select(AuditEvent)

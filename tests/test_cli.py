@@ -139,9 +139,8 @@ def _tamper_first_rating(settings: Settings) -> None:
             conn.execute(text("ALTER TABLE ratings DISABLE TRIGGER ratings_no_change"))
         else:
             conn.execute(text("DROP TRIGGER ratings_no_update"))
+        # score + 1 changes the row whatever the (random) first rating holds
         conn.execute(
-            text(
-                "UPDATE ratings SET value = 5, score = 100 WHERE id = (SELECT min(id) FROM ratings)"
-            )
+            text("UPDATE ratings SET score = score + 1 WHERE id = (SELECT min(id) FROM ratings)")
         )
     owner.dispose()

@@ -209,3 +209,58 @@ def test_checkpointer_refuses_a_ledger_that_lost_an_entry(scratch_settings: Sett
         assert conn.execute(select(func.count()).select_from(LedgerEntry)).scalar_one() == 0
     owner.dispose()
     engine.dispose()
+
+
+def test_a_forged_checkpoint_row_is_never_built_upon(scratch_settings: Settings) -> None:
+    """The app role may INSERT checkpoints; a forged one must not become the new base."""
+    engine = make_engine(scratch_settings.runtime_database_url)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
+    world = make_world(engine)
+    record(engine, rating_in(world))
+    real = ledger.checkpoint(engine, key)
+    fake_leaf = hashlib.sha256(b"\x00forged").digest()
+    forged_root = merkle.root([*_leaf_hashes(engine), fake_leaf])
+    pending = record(engine, rating_in(world)).id
+    with engine.begin() as conn:  # what an attacker with the app's rights could do
+        conn.execute(
+            text(
+                "INSERT INTO ledger_entries (leaf_index, rating_id, leaf_hash, "
+                "sequenced_at) VALUES (:i, :r, :h, :t)"
+            ),
+            {
+                "i": real.tree_size,
+                "r": pending,
+                "h": fake_leaf.hex(),
+                "t": real.timestamp,
+            },
+        )
+        conn.execute(
+            text(
+                "INSERT INTO checkpoints (tree_size, root_hash, timestamp, note, "
+                "signature, key_id, frontier) VALUES (:s, :r, :t, :n, :g, :k, :f)"
+            ),
+            {
+                "s": real.tree_size + 1,
+                "r": forged_root.hex(),
+                "t": real.timestamp,
+                "n": ledger.note_for(key.origin, real.tree_size + 1, forged_root),
+                "g": base64.b64encode(b"\x00" * 64).decode(),
+                "k": key.key_id,
+                "f": f'["{forged_root.hex()}"]',
+            },
+        )
+    with pytest.raises(ledger.LedgerError, match="not signed"):
+        ledger.checkpoint(engine, key)
+    problems = [str(p) for p in ledger.verify(engine, key.private.public_key(), key.origin)]
+    assert any("bad signature" in p for p in problems)
+    engine.dispose()
+
+
+def _leaf_hashes(engine: Engine) -> list[bytes]:
+    with engine.connect() as conn:
+        return [
+            bytes.fromhex(h)
+            for (h,) in conn.execute(select(LedgerEntry.leaf_hash).order_by(LedgerEntry.leaf_index))
+        ]

@@ -31,7 +31,7 @@ async def login(request: Request) -> Response:
     portal = request.state.portal
     ip = request.client.host if request.client else "unknown"
     try:
-        user = await portal.write(accounts.authenticate, username, password, ip)
+        user = await portal.call(accounts.authenticate, username, password, ip)
     except PortalError as err:  # rate limited
         return _form_error(request, username, target, err.message, err.params, err.status)
     if user is None:

@@ -14,7 +14,7 @@ router = Router()
 
 def _int_param(request: Request, name: str) -> int:
     raw = request.query_params.get(name, "")
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise BadRequest(
             "Query parameter %(name)s must be a whole number.",
             field=name,

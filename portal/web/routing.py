@@ -43,7 +43,7 @@ async def load_principal(request: Request) -> Principal:
         return ANONYMOUS
     portal = request.state.portal
     s = portal.settings
-    principal = await portal.write(
+    principal = await portal.call(
         accounts.load_session,
         token,
         timedelta(minutes=s.session_idle_minutes),

@@ -167,3 +167,25 @@ def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> 
         )
         assert r.status_code == 303, (evil, r.status_code)
         assert r.headers["location"] == "/", evil
+
+
+def test_parallel_guesses_cannot_slip_under_the_limit(engine: Engine, owner_engine: Engine,
+                                                      users: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from portal.errors import RateLimited
+
+    with owner_engine.begin() as conn:
+        accounts.add_user(conn, "parallel", PASSWORD, "regulator")
+
+    def guess(i: int) -> str:
+        try:
+            accounts.authenticate(engine, "parallel", f"guess {i}", f"10.77.0.{i}")
+            return "checked"
+        except RateLimited:
+            return "limited"
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(guess, range(24)))
+    assert results.count("checked") <= accounts.MAX_FAILS_PER_ACCOUNT
+    assert results.count("limited") >= 24 - accounts.MAX_FAILS_PER_ACCOUNT

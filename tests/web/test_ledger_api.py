@@ -86,7 +86,14 @@ def test_unsequenced_and_unknown_ratings(client: TestClient, engine: Engine) -> 
 
 
 def test_bad_consistency_parameters(client: TestClient) -> None:
-    for query in ("from=a&to=2", "from=0&to=1", "from=5&to=2", "to=2", "from=1&to=999999999"):
+    for query in (
+        "from=a&to=2",
+        "from=0&to=1",
+        "from=%C2%B2&to=2",
+        "from=5&to=2",
+        "to=2",
+        "from=1&to=999999999",
+    ):
         r = client.get(f"/api/v1/checkpoints/consistency?{query}")
         assert r.status_code == 400, query
         assert set(r.json()["error"]) == {"code", "message", "field"}

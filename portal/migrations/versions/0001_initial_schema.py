@@ -20,6 +20,14 @@ depends_on: str | Sequence[str] | None = None
 # Append-only tables: no UPDATE, DELETE or TRUNCATE, whoever asks (design.md invariant 1).
 APPEND_ONLY = ("ratings", "ledger_entries", "checkpoints", "audit_events")
 
+# Every unique key of each append-only table, as a condition on the NEW row.
+SQLITE_UNIQUE = {
+    "ratings": "id = NEW.id OR (source = NEW.source AND idempotency_key = NEW.idempotency_key)",
+    "ledger_entries": "leaf_index = NEW.leaf_index OR rating_id = NEW.rating_id",
+    "checkpoints": "tree_size = NEW.tree_size",
+    "audit_events": "id = NEW.id",
+}
+
 PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION gongping_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -51,6 +59,13 @@ def add_append_only_triggers() -> None:
                 f"CREATE TRIGGER {t}_no_{action.lower()} BEFORE {action} ON {t} "
                 f"BEGIN SELECT RAISE(ABORT, 'append-only table {t}: {action} is not allowed'); END"
             )
+        # INSERT OR REPLACE deletes the conflicting row without firing DELETE triggers
+        # (unless recursive_triggers is on), so refuse any insert that would replace one.
+        op.execute(
+            f"CREATE TRIGGER {t}_no_replace BEFORE INSERT ON {t} "
+            f"WHEN EXISTS (SELECT 1 FROM {t} WHERE {SQLITE_UNIQUE[t]}) "
+            f"BEGIN SELECT RAISE(ABORT, 'append-only table {t}: REPLACE is not allowed'); END"
+        )
 
 
 def drop_append_only_triggers() -> None:
@@ -61,7 +76,7 @@ def drop_append_only_triggers() -> None:
         op.execute("DROP FUNCTION IF EXISTS gongping_append_only()")
         return
     for t in APPEND_ONLY:
-        for action in ("update", "delete"):
+        for action in ("update", "delete", "replace"):
             op.execute(f"DROP TRIGGER IF EXISTS {t}_no_{action}")
 
 
