@@ -127,8 +127,17 @@ def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
     }
 
 
-def by_insurer(conn: Connection) -> list[dict[str, Any]]:
+def by_insurer(
+    conn: Connection,
+    stage: str | None = None,
+    channel: str | None = None,
+) -> list[dict[str, Any]]:
     """Every insurer's verified totals, best mean first (an overview, not the ranking)."""
+    joined = (DAILY.c.insurer_id == Insurer.id) & DAILY.c.verified
+    if stage:
+        joined &= DAILY.c.stage == stage
+    if channel:
+        joined &= DAILY.c.channel == channel
     stmt = (
         select(
             Insurer.code,
@@ -139,7 +148,7 @@ def by_insurer(conn: Connection) -> list[dict[str, Any]]:
             func.sum(DAILY.c.bottom),
         )
         .select_from(Insurer)
-        .outerjoin(DAILY, (DAILY.c.insurer_id == Insurer.id) & DAILY.c.verified)
+        .outerjoin(DAILY, joined)
         .group_by(Insurer.code, Insurer.name)
     )
     out = [

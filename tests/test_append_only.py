@@ -155,7 +155,10 @@ def test_upsert_or_replace_cannot_change_a_rating(
 @pytest.mark.postgres_only
 def test_postgres_app_role_can_delete_nothing(engine: Engine) -> None:
     with engine.connect() as conn:
-        deletable = conn.execute(text(
-            "SELECT table_name FROM information_schema.table_privileges "
-            "WHERE grantee = current_user AND privilege_type IN ('DELETE', 'TRUNCATE')")).all()
+        deletable = conn.execute(
+            text(
+                "SELECT table_name FROM information_schema.table_privileges "
+                "WHERE grantee = current_user AND privilege_type IN ('DELETE', 'TRUNCATE')"
+            )
+        ).all()
     assert deletable == []

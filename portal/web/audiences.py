@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from portal import ledger, rollups
-from portal.models import Insurer
+from portal.models import CHANNELS, STAGES, Insurer
 from portal.web.rendering import render
 from portal.web.routing import Router
 
@@ -30,8 +30,18 @@ async def insurer_home(request: Request) -> Response:
 
 @router.route("/regulator", roles=("regulator", "admin"))
 async def regulator_home(request: Request) -> Response:
-    rows = await request.state.portal.read(rollups.by_insurer)
-    return render(request, "regulator/home.html", {"rows": rows})
+    """The overview; filters come as query parameters, so every view has a URL."""
+    stage = request.query_params.get("stage") or None
+    channel = request.query_params.get("channel") or None
+    stage = stage if stage in STAGES else None
+    channel = channel if channel in CHANNELS else None
+    rows = await request.state.portal.read(rollups.by_insurer, stage, channel)
+    return render(
+        request,
+        "regulator/home.html",
+        {"rows": rows, "stage": stage, "channel": channel},
+        block="overview",
+    )
 
 
 def _ledger(conn: Connection) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from portal import accounts
 from portal.errors import PortalError
 from portal.i18n import N_, translate
 from portal.web.public import safe_next
-from portal.web.rendering import locale_of, render
+from portal.web.rendering import is_htmx, locale_of, render
 from portal.web.routing import Router
 from portal.web.security import SESSION_COOKIE
 
@@ -71,6 +71,11 @@ def _form_error(
 async def logout(request: Request) -> Response:
     token = request.cookies.get(SESSION_COOKIE, "")
     await request.state.portal.write(accounts.end_session, token)
-    response = RedirectResponse("/", status_code=303)
+    # htmx follows redirects inside fetch; tell it to navigate instead.
+    response: Response = (
+        Response(status_code=200, headers={"HX-Redirect": "/"})
+        if is_htmx(request)
+        else RedirectResponse("/", status_code=303)
+    )
     response.delete_cookie(SESSION_COOKIE, httponly=True, secure=True, samesite="lax")
     return response

@@ -70,6 +70,14 @@ def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") 
     return format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
 
 
+def is_htmx(request: Request) -> bool:
+    """An htmx request wanting a fragment (a history restore wants the whole page)."""
+    return (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
+
+
 def render(
     request: Request,
     template: str,
@@ -81,7 +89,8 @@ def render(
 ) -> Response:
     """The full page, or only `block` when htmx asks for a fragment."""
     templates = request.state.portal.templates
-    fragment = block if request.headers.get("hx-request") == "true" else None
+    fragment = block if is_htmx(request) else None
+    headers = {**(headers or {}), "Vary": "HX-Request"}
     return templates.TemplateResponse(
         request, template, context or {}, status_code=status, headers=headers, block_name=fragment
     )

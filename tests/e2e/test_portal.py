@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from portal import rollups
 from portal.ratings import record
 from tests.e2e.conftest import SHOTS
 from tests.factories import make_world, rating_in
@@ -49,3 +50,32 @@ def test_wrong_password_shows_a_message(server: str, page, users) -> None:  # no
     page.get_by_role("button", name="登录").click()
     assert page.get_by_role("alert").inner_text() == "用户名或密码错误。"
     page.screenshot(path=SHOTS / "login-error-zh.png", full_page=True)
+
+
+def test_regulator_filters_with_htmx_and_a_shareable_url(
+    server: str,
+    page,
+    users,  # noqa: ANN001
+    engine: Engine,
+) -> None:
+    world = make_world(engine)
+    record(engine, rating_in(world, stage="renewal", value=5))
+    record(engine, rating_in(world, stage="claim", value=1))
+    with engine.connect() as conn:
+        expected = {r["code"]: r["n"] for r in rollups.by_insurer(conn, "renewal")}
+    page.goto(server + "/login?next=/regulator")
+    page.get_by_label("用户名").fill("reg")
+    page.get_by_label("密码").fill(PASSWORD)
+    page.get_by_role("button", name="登录").click()
+    page.wait_for_url("**/regulator")
+    row = page.locator("#overview tbody tr", has_text="甲测试财险")
+    everything = row.locator("td").first.inner_text()
+    page.get_by_label("服务环节").select_option("renewal")
+    page.wait_for_url("**/regulator?stage=renewal*")  # pushed by htmx, not a reload
+    renewal = page.locator("#overview tbody tr", has_text="甲测试财险").locator("td").first
+    assert renewal.inner_text() == str(expected[world.insurer_a])
+    assert int(renewal.inner_text()) < int(everything.replace(",", ""))
+    page.screenshot(path=SHOTS / "regulator-filtered-zh.png", full_page=True)
+    page.reload()  # the URL alone reproduces the view
+    assert page.get_by_label("服务环节").input_value() == "renewal"
+    assert page.console_errors == []

@@ -121,7 +121,8 @@ def test_state_changing_forms_need_the_csrf_token(client: TestClient, users: Wor
         headers={"x-csrf-token": csrf_of(page.text), "hx-request": "true", "origin": BASE},
         follow_redirects=False,
     )
-    assert ok.status_code == 303
+    assert ok.status_code == 200 and ok.headers["hx-redirect"] == "/"
+    assert client.get("/regulator", follow_redirects=False).status_code == 303
 
 
 def test_login_form_itself_is_csrf_protected(client: TestClient, users: World) -> None:
@@ -169,8 +170,9 @@ def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> 
         assert r.headers["location"] == "/", evil
 
 
-def test_parallel_guesses_cannot_slip_under_the_limit(engine: Engine, owner_engine: Engine,
-                                                      users: World) -> None:
+def test_parallel_guesses_cannot_slip_under_the_limit(
+    engine: Engine, owner_engine: Engine, users: World
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from portal.errors import RateLimited
