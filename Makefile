@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres setup browser lint messages bench clean
+.PHONY: run test test-sqlite test-postgres setup browser lint messages clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -51,11 +51,9 @@ test-postgres:
 
 messages: setup
 	$(BIN)/pybabel extract -F babel.cfg -o portal/i18n/messages.pot --no-location --sort-output \
-	  -k N_ -k Invalid -k Conflict -k NotFound -k BadRequest -k Forbidden -k Unauthorized -k RateLimited -k PortalError .
+	  --ignore-dirs=".* node_modules .venv var" \
+	  -k N_ -k Invalid -k Conflict -k NotFound -k BadRequest -k Forbidden -k Unauthorized -k RateLimited -k PayloadTooLarge -k PortalError .
 	$(BIN)/pybabel update -i portal/i18n/messages.pot -d portal/i18n -l zh_Hans --no-fuzzy-matching
-
-bench: setup
-	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf var/portal.db* var/meili

@@ -191,12 +191,13 @@ def device() -> None:
 @command(device, "add")
 @click.argument("insurer_code", metavar="INSURER")
 @click.argument("branch_code", metavar="BRANCH")
-def device_add(ctx: Context, insurer_code: str, branch_code: str) -> None:
+@click.option("--label", default=None, help="Where it stands, e.g. 3号窗口.")
+def device_add(ctx: Context, insurer_code: str, branch_code: str, label: str | None) -> None:
     """Register a device for a branch; prints its token once."""
     from portal import credentials
 
     with ctx.engine.begin() as conn:
-        device_id, token = credentials.add_device(conn, insurer_code.upper(), branch_code)
+        device_id, token = credentials.add_device(conn, insurer_code.upper(), branch_code, label)
         audit.log(conn, OPERATOR, "device.add", f"device:{device_id}", branch=branch_code)
     ctx.out(
         {"device_id": device_id, "token": token}, f"device {device_id}\ntoken (shown once): {token}"

@@ -20,13 +20,20 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_device(conn: Connection, insurer: str, branch: str) -> tuple[int, str]:
+def add_device(
+    conn: Connection,
+    insurer: str,
+    branch: str,
+    label: str | None = None,
+) -> tuple[int, str]:
     """Register a device for one branch. Returns (device_id, token); the token is shown once."""
     iid = directory.insurer_id(conn, insurer)
     bid = directory.branch_id(conn, iid, branch)
     token = "gpd_" + secrets.token_urlsafe(32)
     result = conn.execute(
-        Device.__table__.insert().values(insurer_id=iid, branch_id=bid, token_hash=_hash(token))
+        Device.__table__.insert().values(
+            insurer_id=iid, branch_id=bid, token_hash=_hash(token), label=label
+        )
     )
     return int(result.inserted_primary_key[0]), token
 

@@ -29,9 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    # A closed terminal (SIGHUP) must still run the `finally` that stops Meilisearch;
-    # uvicorn itself handles SIGINT and SIGTERM gracefully.
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) must still run the `finally` that
+    # stops Meilisearch: uvicorn re-raises SIGTERM after its shutdown, which would end
+    # the process before it, so turn both into SystemExit first.
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
     settings = load_settings()
     meili = None
     if not settings.meili_url:

@@ -40,6 +40,10 @@ class Conflict(PortalError):
     status, code = 409, "conflict"
 
 
+class PayloadTooLarge(PortalError):
+    status, code = 413, "payload_too_large"
+
+
 class Invalid(PortalError):
     """Well-formed but invalid input (unknown staff, score out of range, ...)."""
 

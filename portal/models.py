@@ -174,6 +174,7 @@ class Device(SQLModel, table=True):
     insurer_id: int = Field(foreign_key="insurers.id", index=True)
     branch_id: int = Field(foreign_key="branches.id")
     token_hash: str = Field(max_length=64, unique=True)
+    label: str | None = Field(default=None, max_length=50)  # e.g. "3号窗口"
     created_at: datetime = tz_field(now=True)
     last_seen_at: datetime | None = tz_field(nullable=True)
     revoked_at: datetime | None = tz_field(nullable=True)
@@ -276,6 +277,8 @@ class RollupStaffDaily(SQLModel, table=True):
     """Per day x staff x stage x channel, for star levels."""
 
     __tablename__ = "rollup_staff_daily"
+    # Star levels read one teller's last 90 days; the primary key starts with `day`.
+    __table_args__ = (Index("ix_rollup_staff_lookup", "staff_id", "channel", "day"),)
     day: date = Field(primary_key=True)
     staff_id: int = Field(primary_key=True)
     stage: str = Field(primary_key=True, max_length=10)
@@ -285,3 +288,56 @@ class RollupStaffDaily(SQLModel, table=True):
     sum_sq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
     top: int = 0
     bottom: int = 0
+
+
+class CounterSession(SQLModel, table=True):
+    """A service session at a counter: opened by the teller, rated at most once."""
+
+    __tablename__ = "counter_sessions"
+    __table_args__ = (
+        UniqueConstraint("device_id", "idempotency_key"),
+        Index("ix_counter_sessions_device_rated", "device_id", "rated_at"),
+    )
+    id: str = Field(primary_key=True, max_length=32)
+    device_id: int = Field(foreign_key="devices.id")
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    branch_id: int = Field(foreign_key="branches.id")
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    stage: str = Field(max_length=10)
+    ticket: str | None = Field(default=None, max_length=16)
+    idempotency_key: str = Field(max_length=128)
+    fingerprint: str = Field(max_length=64)
+    opened_at: datetime = tz_field(now=True)
+    expires_at: datetime = tz_field()
+    rating_id: str | None = Field(
+        default=None, foreign_key="ratings.id", unique=True, max_length=32
+    )
+    rated_at: datetime | None = tz_field(nullable=True)
+
+
+class CounterFlag(SQLModel, table=True):
+    """A misuse signal (never a reason to drop a rating): shown to insurer and regulator."""
+
+    __tablename__ = "counter_flags"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # fast_rating | burst
+    insurer_id: int = Field(foreign_key="insurers.id", index=True)
+    branch_id: int = Field(foreign_key="branches.id")
+    staff_id: int | None = Field(default=None, foreign_key="staff.id")
+    device_id: int | None = Field(default=None, foreign_key="devices.id")
+    session_id: str | None = Field(default=None, max_length=32)
+    rating_id: str | None = Field(default=None, max_length=32)
+    detail: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    created_at: datetime = tz_field(now=True, index=True)
+
+
+class RollupCounterDaily(SQLModel, table=True):
+    """Sessions opened and rated per day (China time of opening) x staff: completion rates."""
+
+    __tablename__ = "rollup_counter_daily"
+    day: date = Field(primary_key=True)
+    staff_id: int = Field(primary_key=True)
+    insurer_id: int = Field(index=True)
+    branch_id: int
+    opened: int = 0
+    rated: int = 0

@@ -296,9 +296,20 @@ def _build(
     return row, text_row
 
 
-def record(engine: Engine, rating: RatingIn, *, skew: int = 120) -> Receipt:
+# A channel's own bookkeeping for a newly stored rating (the counter marks its service
+# session rated), run inside the rating's transaction: raising there stores nothing.
+Within = Callable[[Connection, dict[str, Any]], None]
+
+
+def record(
+    engine: Engine,
+    rating: RatingIn,
+    *,
+    skew: int = 120,
+    within: Within | None = None,
+) -> Receipt:
     """Store one rating; the receipt means it is committed."""
-    return record_batch(engine, [rating], skew=skew)[0]
+    return record_batch(engine, [rating], skew=skew, within=within)[0]
 
 
 def record_batch(
@@ -307,6 +318,7 @@ def record_batch(
     *,
     skew: int = 120,
     recorded_at: Callable[[RatingIn], datetime] | None = None,
+    within: Within | None = None,
 ) -> list[Receipt]:
     """Store many ratings in one transaction: all or nothing.
 
@@ -315,7 +327,7 @@ def record_batch(
     """
     for attempt in range(2):
         try:
-            return _record_batch(engine, ratings, skew, recorded_at)
+            return _record_batch(engine, ratings, skew, recorded_at, within)
         except IntegrityError:
             # A concurrent request with the same idempotency key won the race; on the
             # retry _existing() finds its row and we answer as a replay.
@@ -329,6 +341,7 @@ def _record_batch(
     ratings: Sequence[RatingIn],
     skew: int,
     recorded_at: Callable[[RatingIn], datetime] | None,
+    within: Within | None,
 ) -> list[Receipt]:
     now = datetime.now(UTC)
     receipts: list[Receipt] = []
@@ -357,6 +370,8 @@ def _record_batch(
                 Outbox.__table__.insert(),
                 [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
             )
+            for row in rows if within else ():
+                within(conn, row)
     return receipts
 
 

@@ -98,7 +98,11 @@ def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 5
     return total
 
 
-def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
+def totals(
+    conn: Connection,
+    insurer_id: int | None = None,
+    verified_only: bool = False,
+) -> dict[str, Any]:
     """Headline figures (all insurers, or one), read from rollups only."""
     stmt = select(
         DAILY.c.stage,
@@ -110,6 +114,8 @@ def totals(conn: Connection, insurer_id: int | None = None) -> dict[str, Any]:
     ).group_by(DAILY.c.stage, DAILY.c.channel)
     if insurer_id is not None:
         stmt = stmt.where(DAILY.c.insurer_id == insurer_id)
+    if verified_only:
+        stmt = stmt.where(DAILY.c.verified)
     rows = conn.execute(stmt).all()
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_stage: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])

@@ -11,6 +11,7 @@ from portal.i18n import negotiate, translate
 from tests.conftest import repo_root
 
 KEYWORDS = [
+    "PayloadTooLarge",
     "N_",
     "Invalid",
     "Conflict",

@@ -88,7 +88,9 @@ def test_same_key_different_body_is_a_conflict(engine: Engine, world: World) -> 
 def test_same_key_from_another_source_is_a_different_rating(engine: Engine, world: World) -> None:
     r = rating_in(world)
     a = record(engine, r)
-    b = record(engine, rating_in(world, idempotency_key=r.idempotency_key, source="device:9"))
+    b = record(
+        engine, rating_in(world, idempotency_key=r.idempotency_key, source="device:test-other")
+    )
     assert a.id != b.id
 
 

@@ -17,14 +17,32 @@ from starlette.staticfiles import StaticFiles
 from portal import ledger, search
 from portal.config import ROOT, Settings, load_settings
 from portal.db import make_engine
-from portal.web import audiences, auth, ledger_api, public
+from portal.web import (
+    audiences,
+    auth,
+    counter_api,
+    counter_pages,
+    counter_screen,
+    ledger_api,
+    openapi,
+    public,
+)
 from portal.web.errors import HANDLERS
 from portal.web.rendering import make_templates
 from portal.web.security import SecurityHeaders
 from portal.web.state import Portal
 
 log = logging.getLogger("portal")
-ROUTERS = (public.router, auth.router, audiences.router, ledger_api.router)
+ROUTERS = (
+    public.router,
+    auth.router,
+    audiences.router,
+    ledger_api.router,
+    counter_api.router,
+    counter_screen.router,
+    counter_pages.router,
+    openapi.router,
+)
 
 
 async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:

@@ -18,7 +18,8 @@ router = Router()
 
 def _insurer_home(conn: Connection, insurer_id: int) -> dict[str, Any]:
     insurer = conn.execute(select(Insurer).where(Insurer.id == insurer_id)).one()
-    return {"insurer": insurer, "totals": rollups.totals(conn, insurer_id)}
+    # Verified only, like the regulator's overview and the rankings.
+    return {"insurer": insurer, "totals": rollups.totals(conn, insurer_id, verified_only=True)}
 
 
 @router.route("/insurer", roles=("insurer",))

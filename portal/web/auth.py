@@ -14,12 +14,13 @@ from portal.web.routing import Router
 from portal.web.security import SESSION_COOKIE
 
 router = Router()
-HOME_FOR_ROLE = {"regulator": "/", "insurer": "/", "admin": "/"}
+HOME_FOR_ROLE = {"regulator": "/regulator", "insurer": "/insurer", "admin": "/regulator"}
 
 
 @router.route("/login", roles="public")
 async def login_form(request: Request) -> Response:
-    return render(request, "auth/login.html", {"next": safe_next(request.query_params.get("next"))})
+    target = safe_next(request.query_params.get("next"))
+    return render(request, "auth/login.html", {"next": target, "asked": target != "/"})
 
 
 @router.route("/login", roles="public", methods=("POST",), name="login")

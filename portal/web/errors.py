@@ -61,7 +61,9 @@ def error_response(
 
 async def portal_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PortalError)
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else {}
+    if exc.status == 401 and request.url.path.startswith("/api/"):
+        headers["WWW-Authenticate"] = 'Bearer realm="gongping"'  # RFC 6750
     return error_response(
         request, exc.status, exc.code, exc.message, exc.params, exc.field, headers
     )

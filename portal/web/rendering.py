@@ -48,6 +48,7 @@ def _context(request: Request) -> dict[str, Any]:
         "principal": principal,
         "csrf_token": csrf,
         "path": request.url.path,
+        "full_path": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
     }
 
 
@@ -67,7 +68,9 @@ def _babel(locale: str) -> str:
 def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") -> str:
     if value is None:
         return ""
-    return format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
+    # Beijing time, and say so: the API speaks UTC, people here read UTC+8.
+    shown = format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
+    return f"{shown} (UTC+8)"
 
 
 def is_htmx(request: Request) -> bool:

@@ -40,48 +40,73 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class PortalServer:
+    """The real app under uvicorn in a child process; it can be stopped and started
+    again on the same port and database (e.g. to take the network away mid-test)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, port: int | None = None) -> str:
+        """Start on `port` (default: the previous port, or a free one); wait until it answers."""
+        if self.proc is not None:
+            raise RuntimeError("the portal is already running")
+        ledger.load_key(self.settings.ledger_key_path, self.settings.ledger_origin, create=True)
+        self.port = port or self.port or _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.settings.database_url,
+            "LEDGER_KEY_PATH": str(self.settings.ledger_key_path),
+            "CHECKPOINT_INTERVAL": "0",
+            "ENVIRONMENT": "test",
+        }
+        env.pop("MEILI_URL", None)
+        command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(command, env=env)
+        deadline = time.monotonic() + 30
+        while True:  # wait until it answers, with a deadline
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError("the portal did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
 @pytest.fixture(scope="module")  # stopped after its module: its outbox worker shares the db
 def server(settings: Settings, engine: Engine) -> Iterator[str]:
-    ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "LEDGER_KEY_PATH": str(settings.ledger_key_path),
-        "CHECKPOINT_INTERVAL": "0",
-        "ENVIRONMENT": "test",
-    }
-    env.pop("MEILI_URL", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:  # wait until it answers, with a deadline
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            raise RuntimeError("the portal did not start")
-        time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    portal = PortalServer(settings)
+    yield portal.start()
+    portal.stop()
+
+
+@pytest.fixture
+def portal_server(settings: Settings, engine: Engine) -> Iterator[PortalServer]:
+    """A server the test starts and stops itself; always stopped afterwards."""
+    portal = PortalServer(settings)
+    yield portal
+    portal.stop()
 
 
 @pytest.fixture(scope="session")

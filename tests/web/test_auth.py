@@ -167,7 +167,7 @@ def test_login_redirect_stays_on_this_site(client: TestClient, users: World) -> 
             follow_redirects=False,
         )
         assert r.status_code == 303, (evil, r.status_code)
-        assert r.headers["location"] == "/", evil
+        assert r.headers["location"] == "/regulator", evil  # the role's home, not evil
 
 
 def test_parallel_guesses_cannot_slip_under_the_limit(

@@ -82,3 +82,32 @@ def test_every_route_declares_who_may_use_it(app_settings) -> None:  # noqa: ANN
         assert isinstance(route, DeclaredRoute), route.path
         assert route.roles and route.roles <= ROLES
     assert sum(len(r.routes) for r in ROUTERS) == len(app.routes) - 1
+
+
+def test_openapi_describes_exactly_the_api_routes(client: TestClient, app_settings) -> None:  # noqa: ANN001
+    spec = client.get("/api/v1/openapi.json").json()
+    assert spec["openapi"].startswith("3.1")
+    app = create_app(app_settings)
+    routes = {
+        (r.path.replace(":int", ""), m.lower())
+        for r in app.routes
+        if isinstance(r, DeclaredRoute) and r.path.startswith("/api/")
+        for m in r.methods or ()
+        if m != "HEAD"
+    }
+    described = {(path, method) for path, ops in spec["paths"].items() for method in ops}
+    assert described == routes
+    for _, ops in spec["paths"].items():
+        for op in ops.values():
+            for ref in _refs(op):
+                assert ref.split("/")[-1] in spec["components"]["schemas"], ref
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "$ref"] + [
+            r for v in node.values() for r in _refs(v)
+        ]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []

@@ -1,0 +1,359 @@
+"""Counter channel (柜面): evaluator devices, service sessions and their one rating.
+
+A device belongs to one branch. The teller opens a service session; the customer's
+button press rates it, exactly once, through portal.ratings.record(). Misuse signals
+(a rating seconds after opening, bursts on one device) are flagged, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal import audit, stars
+from portal.credentials import device_for_token
+from portal.db import reading
+from portal.errors import Conflict, Invalid, NotFound
+from portal.models import (
+    STAGES,
+    Branch,
+    CounterFlag,
+    CounterSession,
+    Device,
+    Insurer,
+    Rating,
+    RollupCounterDaily,
+    Staff,
+)
+from portal.ratings import RatingIn, Receipt, day_of, record
+
+SESSION_TTL = timedelta(hours=2)
+LEVELS = {"satisfied": 1, "basic": 2, "dissatisfied": 3}  # the 3-level scale's values
+FAST_SECONDS = 10  # a real service takes minutes; a rating this soon is suspicious
+BURST_WINDOW = timedelta(seconds=60)
+BURST_COUNT = 4  # this many ratings within BURST_WINDOW on one device is a burst
+SESSIONS: Any = CounterSession.__table__
+COMPLETION: Any = RollupCounterDaily.__table__
+
+
+@dataclass(frozen=True)
+class SessionOpened:
+    session_id: str
+    staff_no: str
+    staff_name: str
+    stars: stars.StarLevel
+    expires_at: datetime
+    replayed: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "expires_at": self.expires_at.isoformat(),
+            "staff": {
+                "name": self.staff_name,
+                "staff_no": self.staff_no,
+                "stars": self.stars.stars,
+                "new": self.stars.is_new,
+            },
+        }
+
+
+def authenticate(engine: Engine, token: str) -> Any:
+    """The device behind a bearer token (401 if unknown or revoked); notes it was seen."""
+    with reading(engine) as conn:
+        device = device_for_token(conn, token)
+    now = datetime.now(UTC)
+    if device.last_seen_at is None or now - _aware(device.last_seen_at) > timedelta(minutes=1):
+        with engine.begin() as conn:
+            conn.execute(update(Device).where(Device.id == device.id).values(last_seen_at=now))
+    return device
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _check_key(key: str) -> str:
+    if not key or len(key) > 128 or not key.isprintable():
+        raise Invalid(
+            "An idempotency key of 1 to 128 printable characters is required.",
+            field="idempotency_key",
+            code="invalid_idempotency_key",
+        )
+    return key
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+def _staff(conn: Connection, insurer_id: int, staff_no: str) -> Any:
+    row = conn.execute(
+        select(Staff.id, Staff.staff_no, Staff.name).where(
+            Staff.insurer_id == insurer_id, Staff.staff_no == staff_no, Staff.active
+        )
+    ).first()
+    if row is None:
+        raise Invalid(
+            "This insurer has no staff member with number “%(staff_no)s”.",
+            field="staff_no",
+            code="unknown_staff",
+            staff_no=staff_no[:40],
+        )
+    return row
+
+
+def _opened(conn: Connection, session: Any, replayed: bool) -> SessionOpened:
+    staff = conn.execute(
+        select(Staff.staff_no, Staff.name).where(Staff.id == session.staff_id)
+    ).one()
+    level = stars.staff_stars(conn, [session.staff_id])[session.staff_id]
+    return SessionOpened(
+        session.id, staff.staff_no, staff.name, level, _aware(session.expires_at), replayed
+    )
+
+
+def open_session(
+    engine: Engine, device: Any, staff_no: str, stage: str, ticket: str | None, key: str
+) -> SessionOpened:
+    """The teller starts serving a customer. Same key and body again: the same session."""
+    if stage not in STAGES:
+        raise Invalid(
+            "Unknown stage “%(value)s”: use issuance, renewal or claim.",
+            field="stage",
+            code="invalid_stage",
+            value=stage[:40],
+        )
+    if ticket is not None and (len(ticket) > 16 or not ticket.isprintable()):
+        raise Invalid(
+            "A queue ticket has at most 16 printable characters.",
+            field="ticket",
+            code="invalid_ticket",
+        )
+    fp = _fingerprint(staff_no, stage, ticket)
+    with engine.begin() as conn:
+        existing = conn.execute(
+            select(CounterSession).where(
+                CounterSession.device_id == device.id,
+                CounterSession.idempotency_key == _check_key(key),
+            )
+        ).first()
+        if existing is not None:
+            if existing.fingerprint != fp:
+                raise Conflict(
+                    "This idempotency key was already used for a different session.",
+                    field="idempotency_key",
+                    code="idempotency_conflict",
+                )
+            return _opened(conn, existing, replayed=True)
+        staff = _staff(conn, device.insurer_id, staff_no)
+        now = datetime.now(UTC)
+        row = dict(
+            id=secrets.token_hex(16),
+            device_id=device.id,
+            insurer_id=device.insurer_id,
+            branch_id=device.branch_id,
+            staff_id=staff.id,
+            stage=stage,
+            ticket=ticket,
+            idempotency_key=key,
+            fingerprint=fp,
+            opened_at=now,
+            expires_at=now + SESSION_TTL,
+        )
+        conn.execute(SESSIONS.insert(), [row])
+        _count(conn, row, opened=1)
+        return _opened(conn, select_session(conn, row["id"]), replayed=False)
+
+
+def select_session(conn: Connection, session_id: str) -> Any:
+    return conn.execute(select(CounterSession).where(CounterSession.id == session_id)).first()
+
+
+def _count(conn: Connection, session: dict[str, Any], opened: int = 0, rated: int = 0) -> None:
+    """Completion rollup, by the day the session was opened (China time)."""
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(COMPLETION).values(
+        day=day_of(session["opened_at"]),
+        staff_id=session["staff_id"],
+        insurer_id=session["insurer_id"],
+        branch_id=session["branch_id"],
+        opened=opened,
+        rated=rated,
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["day", "staff_id"],
+            set_={"opened": COMPLETION.c.opened + opened, "rated": COMPLETION.c.rated + rated},
+        )
+    )
+
+
+def _subject(conn: Connection, session: Any) -> Any:
+    return conn.execute(
+        select(Insurer.code.label("insurer"), Branch.code.label("branch"), Staff.staff_no)
+        .select_from(CounterSession)
+        .join(Insurer, Insurer.id == CounterSession.insurer_id)
+        .join(Branch, Branch.id == CounterSession.branch_id)
+        .join(Staff, Staff.id == CounterSession.staff_id)
+        .where(CounterSession.id == session.id)
+    ).one()
+
+
+def rate_session(
+    engine: Engine, device: Any, session_id: str, level: str, key: str, occurred_at: datetime
+) -> Receipt:
+    """The customer's one press. A replay (same key and body) returns the same receipt."""
+    if level not in LEVELS:
+        raise Invalid(
+            "Unknown level “%(value)s”: use satisfied, basic or dissatisfied.",
+            field="level",
+            code="invalid_level",
+            value=level[:40],
+        )
+    with reading(engine) as conn:
+        session = select_session(conn, session_id)
+        if session is None or session.device_id != device.id:
+            raise NotFound(
+                "There is no session %(id)s on this device.", field="session_id", id=session_id[:40]
+            )
+        subject = _subject(conn, session)
+        replay = session.rating_id is not None and _same_key(conn, session.rating_id, key)
+    if session.rating_id is not None and not replay:
+        raise Conflict(
+            "This service session has already been rated.",
+            field="session_id",
+            code="session_already_rated",
+        )
+    if not replay:
+        _check_window(session, occurred_at)
+    rating = RatingIn(
+        insurer=subject.insurer,
+        stage=session.stage,
+        channel="counter",
+        scale=3,
+        value=LEVELS[level],
+        occurred_at=occurred_at,
+        source=f"device:{device.id}",
+        idempotency_key=_check_key(key),
+        branch=subject.branch,
+        staff_no=subject.staff_no,
+    )
+    return record(engine, rating, within=lambda conn, row: _mark_rated(conn, session, row))
+
+
+def _same_key(conn: Connection, rating_id: str, key: str) -> bool:
+    stored = conn.execute(select(Rating.idempotency_key).where(Rating.id == rating_id))
+    return stored.scalar_one() == key
+
+
+def _check_window(session: Any, occurred_at: datetime) -> None:
+    """A press counts if it happened while the session was open; a press queued offline
+    may arrive later, so the time of the press decides, not the time of arrival."""
+    if occurred_at.tzinfo is None:
+        return  # record() rejects it with a clear message
+    if occurred_at > _aware(session.expires_at):
+        raise Invalid(
+            "This service session has expired (after 2 hours).",
+            field="session_id",
+            code="session_expired",
+        )
+    if occurred_at < _aware(session.opened_at) - timedelta(minutes=2):
+        raise Invalid(
+            "The rating is older than its service session.",
+            field="occurred_at",
+            code="before_session",
+        )
+
+
+def _mark_rated(conn: Connection, session: Any, row: dict[str, Any]) -> None:
+    """Inside the rating's transaction: one rating per session, completion, flags."""
+    now = row["recorded_at"]
+    done = conn.execute(
+        update(CounterSession)
+        .where(CounterSession.id == session.id, CounterSession.rating_id.is_(None))
+        .values(rating_id=row["id"], rated_at=now)
+    )
+    if done.rowcount != 1:  # a concurrent press won: roll the whole rating back
+        raise Conflict(
+            "This service session has already been rated.",
+            field="session_id",
+            code="session_already_rated",
+        )
+    _count(conn, dict(session._mapping), rated=1)
+    _flag_misuse(conn, session, row, now)
+
+
+def _flag_misuse(conn: Connection, session: Any, row: dict[str, Any], now: datetime) -> None:
+    base = dict(
+        insurer_id=session.insurer_id,
+        branch_id=session.branch_id,
+        staff_id=session.staff_id,
+        device_id=session.device_id,
+        session_id=session.id,
+        rating_id=row["id"],
+        created_at=now,
+    )
+    seconds = (now - _aware(session.opened_at)).total_seconds()
+    if seconds < FAST_SECONDS:
+        _flag(conn, base, "fast_rating", seconds=round(seconds, 1))
+    recent = conn.execute(
+        select(func.count())
+        .select_from(CounterSession)
+        .where(
+            CounterSession.device_id == session.device_id,
+            CounterSession.rated_at > now - BURST_WINDOW,
+        )
+    ).scalar_one()
+    if recent >= BURST_COUNT:
+        _flag(conn, base, "burst", ratings_last_minute=int(recent))
+
+
+def _flag(conn: Connection, base: dict[str, Any], kind: str, **detail: Any) -> None:
+    conn.execute(
+        CounterFlag.__table__.insert().values(
+            kind=kind, detail=json.dumps(detail, sort_keys=True), **base
+        )
+    )
+    audit.log(conn, f"device:{base['device_id']}", f"flag.{kind}", base["rating_id"], **detail)
+
+
+def device_info(conn: Connection, device: Any) -> dict[str, Any]:
+    """What the evaluator screen needs after pairing: where it is, who may serve."""
+    place = conn.execute(
+        select(Insurer.name.label("insurer"), Insurer.code, Branch.name.label("branch"))
+        .select_from(Branch)
+        .join(Insurer, Insurer.id == Branch.insurer_id)
+        .where(Branch.id == device.branch_id)
+    ).one()
+    team = conn.execute(
+        select(Staff.id, Staff.staff_no, Staff.name)
+        .where(
+            Staff.insurer_id == device.insurer_id, Staff.active, Staff.branch_id == device.branch_id
+        )
+        .order_by(Staff.staff_no)
+    ).all()
+    levels = stars.staff_stars(conn, [s.id for s in team])
+    return {
+        "device_id": device.id,
+        "label": device.label,
+        "insurer": place.insurer,
+        "insurer_code": place.code,
+        "branch": place.branch,
+        "staff": [
+            {
+                "staff_no": s.staff_no,
+                "name": s.name,
+                "stars": levels[s.id].stars,
+                "new": levels[s.id].is_new,
+            }
+            for s in team
+        ],
+    }

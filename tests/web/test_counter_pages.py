@@ -1,0 +1,88 @@
+"""Insurer device management and the counter reports, as their users see them."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine, select
+from starlette.testclient import TestClient
+
+from portal import credentials
+from portal.models import Device
+from tests.factories import World
+from tests.web.conftest import BASE, csrf_of, login, text_of
+
+
+def _register(client: TestClient, branch: str, label: str) -> object:
+    page = client.get("/insurer/counter")
+    return client.post(
+        "/insurer/devices",
+        data={"branch": branch, "label": label, "csrf_token": csrf_of(page.text)},
+        headers={"origin": BASE},
+    )
+
+
+def test_insurer_registers_a_device_and_sees_the_token_once(
+    client: TestClient, users: World, engine: Engine
+) -> None:
+    login(client, "ins-a")
+    created = _register(client, users.branch_a, "3号窗口")
+    assert created.status_code == 201
+    token = re.search(r"gpd_[A-Za-z0-9_-]+", created.text).group(0)
+    with engine.connect() as conn:
+        device = credentials.device_for_token(conn, token)
+    assert device.label == "3号窗口"
+    again = client.get("/insurer/counter").text
+    assert token not in again and "3号窗口" in again  # listed, token never shown again
+
+
+def test_insurer_cannot_register_at_another_insurers_branch(
+    client: TestClient, users: World
+) -> None:
+    login(client, "ins-a")
+    r = _register(client, users.branch_b, "x")
+    assert r.status_code == 422 and "gpd_" not in r.text
+
+
+def test_revoke_only_own_devices(client: TestClient, users: World, engine: Engine) -> None:
+    with engine.begin() as conn:
+        mine, token = credentials.add_device(conn, users.insurer_a, users.branch_a)
+        theirs, _ = credentials.add_device(conn, users.insurer_b, users.branch_b)
+    login(client, "ins-a")
+    page = client.get("/insurer/counter")
+    csrf = csrf_of(page.text)
+    other = client.post(
+        f"/insurer/devices/{theirs}/revoke",
+        data={"csrf_token": csrf},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
+    assert other.status_code == 404
+    ok = client.post(
+        f"/insurer/devices/{mine}/revoke",
+        data={"csrf_token": csrf},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    with engine.connect() as conn:
+        revoked = dict(
+            conn.execute(
+                select(Device.id, Device.revoked_at).where(Device.id.in_([mine, theirs]))
+            ).all()
+        )
+    assert revoked[mine] is not None and revoked[theirs] is None
+    api = client.post(
+        "/api/v1/counter/sessions", json={}, headers={"authorization": f"Bearer {token}"}
+    )
+    assert api.status_code == 401
+
+
+def test_counter_pages_by_role(client: TestClient, users: World) -> None:
+    login(client, "ins-a")
+    page = text_of(client.get("/insurer/counter", headers={"accept-language": "en"}).text)
+    assert "王小明" in page and "李晓红" not in page  # own staff only
+    assert client.get("/regulator/counter").status_code == 403
+    login(client, "reg")
+    assert client.get("/regulator/counter").status_code == 200
+    assert client.get("/insurer/counter").status_code == 403
