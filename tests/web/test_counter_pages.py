@@ -86,3 +86,53 @@ def test_counter_pages_by_role(client: TestClient, users: World) -> None:
     login(client, "reg")
     assert client.get("/regulator/counter").status_code == 200
     assert client.get("/insurer/counter").status_code == 403
+
+
+def test_offer_rate_per_teller_is_shown(client: TestClient, users: World, engine: Engine) -> None:
+    from bs4 import BeautifulSoup
+
+    from portal import directory
+
+    with engine.begin() as conn:
+        directory.import_staff(
+            conn,
+            [directory.StaffRow(users.insurer_a, users.branch_a, "ZZ0777", "赵测试", "teller")],
+        )
+        _, token = credentials.add_device(conn, users.insurer_a, users.branch_a)
+    auth = {"authorization": f"Bearer {token}"}
+    sessions = [
+        client.post(
+            "/api/v1/counter/sessions",
+            headers=auth,
+            json={"staff_no": "ZZ0777", "stage": "claim", "idempotency_key": f"offer-{i}"},
+        ).json()["session_id"]
+        for i in range(4)
+    ]
+    client.post(
+        "/api/v1/counter/ratings",
+        headers=auth,
+        json={
+            "session_id": sessions[0],
+            "level": "basic",
+            "idempotency_key": "r0",
+            "occurred_at": "2026-01-01T10:00:00+08:00",
+        },
+    )  # before it opened: refused
+    from datetime import UTC, datetime
+
+    ok = client.post(
+        "/api/v1/counter/ratings",
+        headers=auth,
+        json={
+            "session_id": sessions[1],
+            "level": "basic",
+            "idempotency_key": "r1",
+            "occurred_at": datetime.now(UTC).isoformat(),
+        },
+    )
+    assert ok.status_code == 201
+    login(client, "ins-a")
+    soup = BeautifulSoup(client.get("/insurer/counter").text, "html.parser")
+    row = next(tr for tr in soup.select("tr") if "ZZ0777" in tr.get_text())
+    cells = [td.get_text(strip=True) for td in row.find_all("td")]
+    assert cells[-2:] == ["4", "25.0%"]  # 4 sessions offered, 1 rated
