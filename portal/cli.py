@@ -76,9 +76,11 @@ def init(ctx: Context) -> None:
     """Create or migrate the database and the ledger signing key."""
     from portal.db import migrate
     from portal.ledger import load_key
+    from portal.secrets_files import ensure_key_file
 
     migrate(ctx.settings)
     key = load_key(ctx.settings.ledger_key_path, ctx.settings.ledger_origin, create=True)
+    ensure_key_file(ctx.settings.phone_key_path)
     ctx.out(
         {"database": ctx.engine.url.render_as_string(hide_password=True), "key_id": key.key_id},
         f"database ready: {ctx.engine.url.render_as_string(hide_password=True)}\n"

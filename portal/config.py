@@ -29,6 +29,8 @@ class Settings:
     session_max_hours: int  # ... and after this long in any case
     clock_skew_seconds: int  # how far in the future an occurred_at may be (device clocks)
     forwarded_allow_ips: str  # proxies trusted for X-Forwarded-For/-Proto (TLS ends there)
+    phone_key_path: Path  # secret key for hashing customers' phone numbers (HMAC-SHA256)
+    sms_sender: str  # "dev" (log + dev inbox page) or "package.module:Class" of a gateway
 
     @property
     def is_postgres(self) -> bool:
@@ -73,6 +75,8 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         session_max_hours=config("SESSION_MAX_HOURS", cast=int, default=12),
         clock_skew_seconds=config("CLOCK_SKEW_SECONDS", cast=int, default=120),
         forwarded_allow_ips=config("FORWARDED_ALLOW_IPS", default="127.0.0.1"),
+        phone_key_path=Path(config("PHONE_KEY_PATH", default=str(ROOT / "var" / "phone-hash.key"))),
+        sms_sender=config("SMS_SENDER", default="dev"),
     )
     if (
         environment == "production"

@@ -341,3 +341,53 @@ class RollupCounterDaily(SQLModel, table=True):
     branch_id: int
     opened: int = 0
     rated: int = 0
+
+
+class Policy(SQLModel, table=True):
+    """A policy an insurer registered, with the customer's phone only as a keyed hash."""
+
+    __tablename__ = "policies"
+    __table_args__ = (UniqueConstraint("insurer_id", "policy_no"),)
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id")
+    policy_no: str = Field(max_length=40)
+    phone_hash: str = Field(max_length=64, index=True)  # HMAC-SHA256(key, E.164 number)
+    created_at: datetime = tz_field(now=True)
+
+
+class VerificationCode(SQLModel, table=True):
+    """A one-time code sent to a policy's phone; only its hash is stored."""
+
+    __tablename__ = "verification_codes"
+    id: int | None = Field(default=None, primary_key=True)
+    policy_id: int = Field(foreign_key="policies.id", index=True)
+    phone_hash: str = Field(max_length=64, index=True)
+    ip: str = Field(max_length=64, index=True)
+    code_hash: str = Field(max_length=64)
+    created_at: datetime = tz_field(now=True, index=True)
+    expires_at: datetime = tz_field()
+    used_at: datetime | None = tz_field(nullable=True)
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+
+
+class WebReview(SQLModel, table=True):
+    """The web channel's side of a rating: which policy (if verified) and the receipt key."""
+
+    __tablename__ = "web_reviews"
+    __table_args__ = (Index("ix_web_reviews_policy_stage", "policy_id", "stage", "created_at"),)
+    rating_id: str = Field(primary_key=True, foreign_key="ratings.id", max_length=32)
+    policy_id: int | None = Field(default=None, foreign_key="policies.id")
+    stage: str = Field(max_length=10)
+    receipt_token_hash: str = Field(max_length=64)  # the reviewer's follow-up link
+    created_at: datetime = tz_field(now=True)
+
+
+class SmsMessage(SQLModel, table=True):
+    """What the development SMS sender 'sent' (the dev inbox page shows it)."""
+
+    __tablename__ = "sms_messages"
+    id: int | None = Field(default=None, primary_key=True)
+    phone_masked: str = Field(max_length=20)
+    phone_hash: str = Field(max_length=64, index=True)
+    body: str = Field(max_length=500)
+    created_at: datetime = tz_field(now=True)

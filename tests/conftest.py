@@ -66,6 +66,7 @@ def test_settings(database_url: str, key_dir: Path) -> Settings:
         database_url=database_url,
         environment="test",
         ledger_key_path=key_dir / "ledger.pem",
+        phone_key_path=key_dir / "phone.key",
         meili_url=None,
         checkpoint_interval=0,
     )

@@ -14,18 +14,23 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from portal import ledger, search
+from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
 from portal.db import make_engine
+from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
     auth,
     counter_api,
     counter_pages,
     counter_screen,
+    insurers,
     ledger_api,
     openapi,
     public,
+    public_api,
+    rate,
+    search_pages,
 )
 from portal.web.errors import HANDLERS
 from portal.web.rendering import make_templates
@@ -42,6 +47,10 @@ ROUTERS = (
     counter_screen.router,
     counter_pages.router,
     openapi.router,
+    rate.router,
+    insurers.router,
+    search_pages.router,
+    public_api.router,
 )
 
 
@@ -83,12 +92,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         index = search.make_index(settings, engine)
         with contextlib.suppress(Exception):  # a search outage must not stop the portal
             await run_in_threadpool(index.ensure)
+        phone_key = ensure_key_file(settings.phone_key_path)
         portal = Portal(
             settings=settings,
             engine=engine,
             templates=make_templates(),
             key=ledger.load_key(settings.ledger_key_path, settings.ledger_origin),
             search=index,
+            phone_key=phone_key,
+            sms=sms.make_sender(settings, engine, phone_key),
         )
         tasks = _background(portal)
         try:

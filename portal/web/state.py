@@ -24,6 +24,8 @@ class Portal:
     templates: Jinja2Templates
     key: LedgerKey
     search: Any  # portal.search.SearchIndex
+    phone_key: bytes = b""  # HMAC key for customers' phone numbers (portal.secrets_files)
+    sms: Any = None  # portal.sms.Sender
 
     async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(conn, ...) in a read-only connection, off the event loop."""

@@ -63,6 +63,7 @@ class PortalServer:
             **os.environ,
             "DATABASE_URL": self.settings.database_url,
             "LEDGER_KEY_PATH": str(self.settings.ledger_key_path),
+            "PHONE_KEY_PATH": str(self.settings.phone_key_path),
             "CHECKPOINT_INTERVAL": "0",
             "ENVIRONMENT": "test",
         }

@@ -1,0 +1,7 @@
+"""(being built)"""
+
+from __future__ import annotations
+
+from portal.web.routing import Router
+
+router = Router()
