@@ -5,7 +5,7 @@ the small device/session tables, never the raw ratings."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, case, func, select
@@ -21,6 +21,7 @@ from portal.models import (
     RollupStaffDaily,
     Staff,
 )
+from portal.ratings import CHINA
 
 DAYS = 30  # completion rates cover the last 30 days
 JUMP_RECENT_DAYS = 7
@@ -30,6 +31,11 @@ JUMP_POINTS = 0.25  # satisfied share up by 25 points or more week on quarter
 
 
 today = stars.china_today
+
+
+def _china_midnight(day: date) -> datetime:
+    """The instant a China-time day starts: the same window as the rollups' `day > since`."""
+    return datetime.combine(day, time.min, CHINA)
 
 
 def _rate(opened: int, rated: int) -> float | None:
@@ -44,7 +50,7 @@ def devices(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
             func.count().label("opened"),
             func.count(CounterSession.rating_id).label("rated"),
         )
-        .where(CounterSession.opened_at >= since)
+        .where(CounterSession.opened_at >= _china_midnight(since + timedelta(days=1)))
         .group_by(CounterSession.device_id)
         .subquery()
     )

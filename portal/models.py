@@ -296,7 +296,7 @@ class CounterSession(SQLModel, table=True):
     __tablename__ = "counter_sessions"
     __table_args__ = (
         UniqueConstraint("device_id", "idempotency_key"),
-        Index("ix_counter_sessions_device_rated", "device_id", "rated_at"),
+        Index("ix_counter_sessions_device_pressed", "device_id", "pressed_at"),
     )
     id: str = Field(primary_key=True, max_length=32)
     device_id: int = Field(foreign_key="devices.id")
@@ -312,7 +312,8 @@ class CounterSession(SQLModel, table=True):
     rating_id: str | None = Field(
         default=None, foreign_key="ratings.id", unique=True, max_length=32
     )
-    rated_at: datetime | None = tz_field(nullable=True)
+    rated_at: datetime | None = tz_field(nullable=True)  # when the rating arrived
+    pressed_at: datetime | None = tz_field(nullable=True)  # when the customer pressed
 
 
 class CounterFlag(SQLModel, table=True):
@@ -332,13 +333,13 @@ class CounterFlag(SQLModel, table=True):
 
 
 class RollupCounterDaily(SQLModel, table=True):
-    """Sessions opened and rated per day (China time of opening) x staff: completion rates."""
+    """Sessions opened and rated per day (China time of opening) x staff x branch."""
 
     __tablename__ = "rollup_counter_daily"
     day: date = Field(primary_key=True)
     staff_id: int = Field(primary_key=True)
+    branch_id: int = Field(primary_key=True)  # a teller may serve at two branches in a day
     insurer_id: int = Field(index=True)
-    branch_id: int
     opened: int = 0
     rated: int = 0
 

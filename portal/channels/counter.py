@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from portal import audit, stars
 from portal.credentials import device_for_token
@@ -35,6 +36,7 @@ from portal.models import (
 from portal.ratings import RatingIn, Receipt, day_of, record
 
 SESSION_TTL = timedelta(hours=2)
+OFFLINE_GRACE = timedelta(hours=24)  # how late a press queued offline may still arrive
 LEVELS = {"satisfied": 1, "basic": 2, "dissatisfied": 3}  # the 3-level scale's values
 FAST_SECONDS = 10  # a real service takes minutes; a rating this soon is suspicious
 BURST_WINDOW = timedelta(seconds=60)
@@ -124,6 +126,16 @@ def open_session(
     engine: Engine, device: Any, staff_no: str, stage: str, ticket: str | None, key: str
 ) -> SessionOpened:
     """The teller starts serving a customer. Same key and body again: the same session."""
+    try:
+        return _open_session(engine, device, staff_no, stage, ticket, key)
+    except IntegrityError:
+        # A retry raced the original request; it committed first, so answer as a replay.
+        return _open_session(engine, device, staff_no, stage, ticket, key)
+
+
+def _open_session(
+    engine: Engine, device: Any, staff_no: str, stage: str, ticket: str | None, key: str
+) -> SessionOpened:
     if stage not in STAGES:
         raise Invalid(
             "Unknown stage “%(value)s”: use issuance, renewal or claim.",
@@ -190,7 +202,7 @@ def _count(conn: Connection, session: dict[str, Any], opened: int = 0, rated: in
     )
     conn.execute(
         stmt.on_conflict_do_update(
-            index_elements=["day", "staff_id"],
+            index_elements=["day", "staff_id", "branch_id"],
             set_={"opened": COMPLETION.c.opened + opened, "rated": COMPLETION.c.rated + rated},
         )
     )
@@ -226,6 +238,7 @@ def rate_session(
             )
         subject = _subject(conn, session)
         replay = session.rating_id is not None and _same_key(conn, session.rating_id, key)
+        _check_key_is_this_sessions(conn, device, session, key)
     if session.rating_id is not None and not replay:
         raise Conflict(
             "This service session has already been rated.",
@@ -249,6 +262,21 @@ def rate_session(
     return record(engine, rating, within=lambda conn, row: _mark_rated(conn, session, row))
 
 
+def _check_key_is_this_sessions(conn: Connection, device: Any, session: Any, key: str) -> None:
+    """A key already used for another session's rating is a different body: 409."""
+    used = conn.execute(
+        select(Rating.id).where(
+            Rating.source == f"device:{device.id}", Rating.idempotency_key == key
+        )
+    ).scalar()
+    if used is not None and used != session.rating_id:
+        raise Conflict(
+            "This idempotency key was already used for a different rating.",
+            field="idempotency_key",
+            code="idempotency_conflict",
+        )
+
+
 def _same_key(conn: Connection, rating_id: str, key: str) -> bool:
     stored = conn.execute(select(Rating.idempotency_key).where(Rating.id == rating_id))
     return stored.scalar_one() == key
@@ -259,7 +287,8 @@ def _check_window(session: Any, occurred_at: datetime) -> None:
     may arrive later, so the time of the press decides, not the time of arrival."""
     if occurred_at.tzinfo is None:
         return  # record() rejects it with a clear message
-    if occurred_at > _aware(session.expires_at):
+    late = datetime.now(UTC) > _aware(session.expires_at) + OFFLINE_GRACE
+    if occurred_at > _aware(session.expires_at) or late:
         raise Invalid(
             "This service session has expired (after 2 hours).",
             field="session_id",
@@ -275,11 +304,11 @@ def _check_window(session: Any, occurred_at: datetime) -> None:
 
 def _mark_rated(conn: Connection, session: Any, row: dict[str, Any]) -> None:
     """Inside the rating's transaction: one rating per session, completion, flags."""
-    now = row["recorded_at"]
+    now, pressed = row["recorded_at"], row["occurred_at"]
     done = conn.execute(
         update(CounterSession)
         .where(CounterSession.id == session.id, CounterSession.rating_id.is_(None))
-        .values(rating_id=row["id"], rated_at=now)
+        .values(rating_id=row["id"], rated_at=now, pressed_at=pressed)
     )
     if done.rowcount != 1:  # a concurrent press won: roll the whole rating back
         raise Conflict(
@@ -288,10 +317,17 @@ def _mark_rated(conn: Connection, session: Any, row: dict[str, Any]) -> None:
             code="session_already_rated",
         )
     _count(conn, dict(session._mapping), rated=1)
-    _flag_misuse(conn, session, row, now)
+    _flag_misuse(conn, session, row, pressed)
 
 
-def _flag_misuse(conn: Connection, session: Any, row: dict[str, Any], now: datetime) -> None:
+def _flag_misuse(
+    conn: Connection,
+    session: Any,
+    row: dict[str, Any],
+    pressed: datetime,
+) -> None:
+    """By the time of the press, not of arrival: a queue flushed after an outage is not a
+    burst, and a fast press queued offline is still fast."""
     base = dict(
         insurer_id=session.insurer_id,
         branch_id=session.branch_id,
@@ -299,9 +335,9 @@ def _flag_misuse(conn: Connection, session: Any, row: dict[str, Any], now: datet
         device_id=session.device_id,
         session_id=session.id,
         rating_id=row["id"],
-        created_at=now,
+        created_at=row["recorded_at"],
     )
-    seconds = (now - _aware(session.opened_at)).total_seconds()
+    seconds = (pressed - _aware(session.opened_at)).total_seconds()
     if seconds < FAST_SECONDS:
         _flag(conn, base, "fast_rating", seconds=round(seconds, 1))
     recent = conn.execute(
@@ -309,7 +345,8 @@ def _flag_misuse(conn: Connection, session: Any, row: dict[str, Any], now: datet
         .select_from(CounterSession)
         .where(
             CounterSession.device_id == session.device_id,
-            CounterSession.rated_at > now - BURST_WINDOW,
+            CounterSession.pressed_at > pressed - BURST_WINDOW,
+            CounterSession.pressed_at <= pressed,
         )
     ).scalar_one()
     if recent >= BURST_COUNT:

@@ -73,6 +73,22 @@
     );
   }
 
+  // The device's clock may be wrong; a press is stamped with the server's time as seen
+  // through the HTTP Date header (a second's precision is plenty), so the server never
+  // refuses it as "in the future" or "before the session".
+  let clockOffsetMs = Number(load("gp_counter_clock_offset", 0)) || 0;
+
+  function noteServerClock(response) {
+    const server = Date.parse(response.headers.get("Date") || "");
+    if (Number.isNaN(server)) return;
+    clockOffsetMs = server + 500 - Date.now();
+    save("gp_counter_clock_offset", clockOffsetMs);
+  }
+
+  function serverNow() {
+    return new Date(Date.now() + clockOffsetMs);
+  }
+
   function showError(el, message) {
     el.textContent = message || "";
     el.hidden = !message;
@@ -97,6 +113,7 @@
         cache: "no-store",
         signal: controller.signal,
       });
+      noteServerClock(response);
       let data = null;
       try {
         data = await response.json();
@@ -385,7 +402,7 @@
         session_id: current.session_id,
         level,
         idempotency_key: uuid(),
-        occurred_at: isoWithOffset(new Date()),
+        occurred_at: isoWithOffset(serverNow()),
       },
     ]);
     save(KEY.current, null);
@@ -423,8 +440,9 @@
     );
   }
 
-  // Sends every queued press; keeps what may succeed later (network down, 401, 429,
-  // 5xx), drops what never can (already rated, unknown or expired session) with a warning.
+  // Sends every queued press; drops only what can never succeed (unknown session, already
+  // rated, key conflict, expired session) with a warning, and keeps everything else
+  // (network down, 401, 429, 5xx, other refusals) so no customer's press is lost quietly.
   async function flush() {
     if (flushing) return;
     flushing = true;
@@ -445,6 +463,8 @@
           break;
         } else if (result.status === 408 || result.status === 429 || result.status >= 500) {
           trouble = "offline";
+        } else if (!neverSucceeds(result)) {
+          trouble = trouble || "refused";
         } else {
           console.warn("counter: the server refused a queued rating for good; dropped it", {
             status: result.status,
@@ -459,6 +479,11 @@
       flushing = false;
       renderBanner();
     }
+  }
+
+  function neverSucceeds(result) {
+    const code = result.data && result.data.error && result.data.error.code;
+    return result.status === 404 || result.status === 409 || code === "session_expired";
   }
 
   // ---- unpairing (a small link, a confirmation, and never with presses unsent) ------

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("branch_id", sa.Integer(), nullable=False),
         sa.Column("opened", sa.Integer(), nullable=False),
         sa.Column("rated", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("day", "staff_id"),
+        sa.PrimaryKeyConstraint("day", "staff_id", "branch_id"),
     )
     with op.batch_alter_table("rollup_counter_daily", schema=None) as batch_op:
         batch_op.create_index(
@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("rating_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("rated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("pressed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["branch_id"],
             ["branches.id"],
@@ -114,7 +115,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("counter_sessions", schema=None) as batch_op:
         batch_op.create_index(
-            "ix_counter_sessions_device_rated", ["device_id", "rated_at"], unique=False
+            "ix_counter_sessions_device_pressed", ["device_id", "pressed_at"], unique=False
         )
         batch_op.create_index(
             batch_op.f("ix_counter_sessions_insurer_id"), ["insurer_id"], unique=False
@@ -140,7 +141,7 @@ def downgrade() -> None:
     with op.batch_alter_table("counter_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_counter_sessions_staff_id"))
         batch_op.drop_index(batch_op.f("ix_counter_sessions_insurer_id"))
-        batch_op.drop_index("ix_counter_sessions_device_rated")
+        batch_op.drop_index("ix_counter_sessions_device_pressed")
 
     op.drop_table("counter_sessions")
     with op.batch_alter_table("counter_flags", schema=None) as batch_op:
