@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Select, Table, case, func, select
 
+from moderation.masking import mask
 from portal.canonical import utc
 from portal.models import Branch, Insurer, Rating, RatingText
 from portal.search.base import ReviewDoc, province_of
@@ -65,6 +66,10 @@ def to_doc(row: Any) -> ReviewDoc:
     data["occurred_at"] = int(utc(data["occurred_at"]).timestamp())
     data["province"] = province_of(data["region"])
     data["verified"] = bool(data["verified"])
+    # What is shown and indexed is masked (phone numbers, ID numbers, ...); the stored
+    # text stays as submitted. (The SQL fallback's LIKE path for short terms still reads
+    # the stored text; Meilisearch only ever sees the masked form.)
+    data["text"] = mask(data["text"])
     return ReviewDoc.from_mapping(data)
 
 

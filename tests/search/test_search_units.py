@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -87,3 +88,28 @@ def test_server_cli_starts_and_stops(tmp_path: Path) -> None:
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{lines['MEILI_URL']}/health")
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_documents_carry_masked_text() -> None:
+    from types import SimpleNamespace
+
+    from portal.search.documents import to_doc
+
+    row = SimpleNamespace(
+        _mapping={
+            "id": "a" * 32,
+            "insurer_code": "TA",
+            "insurer_name": "甲",
+            "branch_name": None,
+            "region": "430200",
+            "stage": "claim",
+            "channel": "web",
+            "stars": 1,
+            "score": 0,
+            "verified": True,
+            "text": "理赔太慢，打我电话13800001234",
+            "occurred_at": datetime.now(UTC),
+        }
+    )
+    doc = to_doc(row)
+    assert "13800001234" not in doc.text and "138****1234" in doc.text
