@@ -186,6 +186,45 @@ def staff_import(ctx: Context, file: Path) -> None:
 
 
 @main.group()
+def policies() -> None:
+    """Policies, so that web reviewers can prove they are customers."""
+
+
+@command(policies, "import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policies_import(ctx: Context, file: Path) -> None:
+    """Import FILE.csv with columns insurer,policy_no,phone (phones stored only hashed).
+
+    Good rows are imported; each bad row is listed with its line number on stderr (and
+    under "errors" with --json), and the exit status is then 1.
+    """
+    from portal import policies as registry
+    from portal.secrets_files import ensure_key_file
+
+    if not ctx.settings.phone_key_path.exists():  # a new key would hash to nothing we know
+        raise FileNotFoundError(f"phone key {ctx.settings.phone_key_path} is missing: run init")
+    try:
+        data = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    with ctx.engine.begin() as conn:
+        report = registry.import_csv(conn, data, ensure_key_file(ctx.settings.phone_key_path))
+        counts = {k: v for k, v in report.as_json().items() if k != "errors"}
+        audit.log(
+            conn, OPERATOR, "policies.import", file.name, **counts, rejected=len(report.errors)
+        )
+    ctx.out(
+        report.as_json(),
+        f"policies: {report.added} added, {report.updated} updated, "
+        f"{report.unchanged} unchanged, {len(report.errors)} rejected",
+    )
+    for error in report.errors:
+        click.echo(str(error), err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.group()
 def device() -> None:
     """Counter evaluator devices."""
 

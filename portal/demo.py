@@ -13,11 +13,12 @@ from typing import Any
 import click
 from sqlalchemy import Engine, func, select
 
-from portal import accounts, demo_data, directory, ledger
+from portal import accounts, demo_data, directory, ledger, policies
 from portal.config import Settings
 from portal.errors import Invalid
 from portal.models import Insurer, Rating, User
 from portal.ratings import RatingIn, record_batch
+from portal.secrets_files import ensure_key_file
 
 BATCH = 1000
 DEMO_PASSWORD = "gongping-demo"  # noqa: S105 - demo accounts only, printed for newcomers
@@ -38,6 +39,24 @@ def _directory(engine: Engine, rng: random.Random) -> list[demo_data.DemoStaff]:
             ],
         )
     return staff
+
+
+DEMO_POLICIES = 5  # per insurer: DEMO-<CODE>-0001 .. with phones 1380000<code index><n>
+
+
+def _policies(engine: Engine, settings: Settings) -> list[dict[str, str]]:
+    """A few registered policies, so the verified web path can be tried (dev inbox)."""
+    key = ensure_key_file(settings.phone_key_path)
+    made = []
+    with engine.begin() as conn:
+        for i, ins in enumerate(demo_data.insurers()):
+            iid = directory.insurer_id(conn, ins.code)
+            for n in range(1, DEMO_POLICIES + 1):
+                policy_no, phone = f"DEMO{ins.code}{n:04d}", f"+86138000{i:02d}{n:03d}"
+                digest = policies.phone_hash(key, policies.normalise_phone(phone))
+                policies.register(conn, iid, policy_no, digest)
+                made.append({"insurer": ins.code, "policy_no": policy_no, "phone": phone})
+    return made
 
 
 def _users(engine: Engine) -> list[dict[str, str]]:
@@ -119,9 +138,11 @@ def load(
     with engine.connect() as conn:
         present = conn.execute(select(func.count()).select_from(Insurer)).scalar_one()
     added = 0
+    example = None
     if not present:
         staff = _directory(engine, rng)
         added = _ratings(engine, staff, rng, n, progress)
+        example = _policies(engine, settings)[0]
     users = _users(engine)
     key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
     cp = ledger.checkpoint(engine, key)
@@ -134,6 +155,7 @@ def load(
         "tree_size": size,
         "already_loaded": bool(present),
         "users": users,
+        "example_policy": example,
     }
 
 
@@ -146,4 +168,10 @@ def summary(result: dict[str, Any]) -> str:
         "demo logins (user / password):",
     ]
     lines += [f"  {u['username']} / {u['password']}  ({u['role']})" for u in result["users"]]
+    if result.get("example_policy"):
+        p = result["example_policy"]
+        lines.append(
+            f"demo policy for a verified web review: {p['insurer']} {p['policy_no']} "
+            f"phone {p['phone']} (codes appear at /dev/inbox)"
+        )
     return "\n".join(lines)

@@ -260,6 +260,8 @@ class RollupDaily(SQLModel, table=True):
     """Per day (China time) x insurer x branch x stage x channel x verified. branch 0 = none."""
 
     __tablename__ = "rollup_daily"
+    # Insurer pages read one insurer's days; the primary key starts with `day`.
+    __table_args__ = (Index("ix_rollup_daily_insurer_day", "insurer_id", "day"),)
     day: date = Field(primary_key=True)
     insurer_id: int = Field(primary_key=True)
     branch_id: int = Field(primary_key=True)

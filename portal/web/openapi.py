@@ -36,6 +36,134 @@ KEY = {
     "original response (200), another body 409.",
 }
 
+NUMBER_OR_NULL = {"type": ["number", "null"]}
+SUMMARY = {
+    "n": {"type": "integer", "description": "verified ratings"},
+    "mean": {**NUMBER_OR_NULL, "description": "average score 0-100; null without ratings"},
+    "top_share": {**NUMBER_OR_NULL, "description": "percent satisfied / 5 stars"},
+    "bottom_share": {**NUMBER_OR_NULL, "description": "percent dissatisfied / 1-2 stars"},
+}
+STARS = {
+    "type": "object",
+    "description": "Verified ratings per star, keys 1-5 (3-level ratings: 5, 3, 1)",
+    "additionalProperties": {"type": "integer"},
+}
+COUNTS = {
+    "type": "object",
+    "properties": {"total": {"type": "integer"}, "verified": {"type": "integer"}},
+}
+PUBLIC_SCHEMAS: dict[str, Any] = {
+    "Summary": {"type": "object", "required": list(SUMMARY), "properties": SUMMARY},
+    "Distribution": {
+        "type": "object",
+        "required": [*SUMMARY, "stars"],
+        "properties": {**SUMMARY, "stars": STARS},
+    },
+    "InsurerSummary": {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string"},
+            "name": {"type": "string"},
+            "ratings": COUNTS,
+            "score": _ref("Summary"),
+            "stages": {"type": "object", "additionalProperties": _ref("Summary")},
+        },
+    },
+    "InsurerList": {
+        "type": "object",
+        "properties": {
+            "insurers": {"type": "array", "items": _ref("InsurerSummary")},
+            "count": {"type": "integer"},
+        },
+    },
+    "InsurerDetail": {
+        "type": "object",
+        "properties": {
+            "code": {"type": "string"},
+            "name": {"type": "string"},
+            "ratings": COUNTS,
+            "score": _ref("Distribution"),
+            "stages": {"type": "object", "additionalProperties": _ref("Distribution")},
+            "channels": {"type": "object", "additionalProperties": _ref("Distribution")},
+            "trend": {
+                "type": "array",
+                "description": "the last 12 months (China time), oldest first",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                        "n": {"type": "integer"},
+                        "mean": NUMBER_OR_NULL,
+                    },
+                },
+            },
+            "replies": {
+                "type": "object",
+                "properties": {
+                    "replied": {"type": "integer"},
+                    "rate": {**NUMBER_OR_NULL, "description": "percent of written reviews"},
+                    "median_hours": NUMBER_OR_NULL,
+                },
+            },
+        },
+    },
+    "Review": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "insurer": {
+                "type": "object",
+                "properties": {"code": {"type": "string"}, "name": {"type": "string"}},
+            },
+            "stage": STAGE,
+            "channel": {"type": "string", "enum": ["counter", "phone", "web"]},
+            "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+            "level": {
+                "type": ["string", "null"],
+                "enum": ["satisfied", "basic", "dissatisfied", None],
+                "description": "for 3-level ratings, when known",
+            },
+            "score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "verified": {"type": "boolean"},
+            "occurred_at": TIME,
+            "branch": {
+                "type": ["object", "null"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "region": {"type": ["string", "null"]},
+                    "province": {"type": ["string", "null"]},
+                },
+            },
+            "text": {
+                "type": ["string", "null"],
+                "description": "masked for personal data; null when removed",
+            },
+            "removed": {
+                "type": "boolean",
+                "description": "the text was taken down by regulator decision; the score counts",
+            },
+        },
+    },
+    "ReviewPage": {
+        "type": "object",
+        "properties": {
+            "reviews": {"type": "array", "items": _ref("Review")},
+            "page": {"type": "integer"},
+            "per_page": {"type": "integer"},
+            "total": {"type": "integer"},
+            "total_is_lower_bound": {"type": "boolean"},
+            "pages": {"type": "integer"},
+            "facets": {
+                "type": ["object", "null"],
+                "description": "with q: counts per insurer, stage, channel, stars, region, "
+                "province, verified",
+            },
+            "next": {"type": ["string", "null"]},
+            "prev": {"type": ["string", "null"]},
+        },
+    },
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -109,6 +237,7 @@ SCHEMAS: dict[str, Any] = {
             "staff": {"type": "array", "items": _ref("Staff")},
         },
     },
+    **PUBLIC_SCHEMAS,
     "Checkpoint": {
         "type": "object",
         "properties": {
@@ -151,8 +280,17 @@ def _op(
     return op
 
 
-def _param(name: str, where: str, kind: str = "string") -> dict[str, Any]:
-    return {"name": name, "in": where, "required": where == "path", "schema": {"type": kind}}
+def _param(
+    name: str,
+    where: str,
+    kind: str = "string",
+    *,
+    enum: list[str] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind, **({"enum": enum} if enum else {})}
+    param = {"name": name, "in": where, "required": where == "path", "schema": schema}
+    return param | ({"description": description} if description else {})
 
 
 PATHS: dict[str, Any] = {
@@ -208,6 +346,48 @@ PATHS: dict[str, Any] = {
             "Inclusion proof of a rating",
             {"200": _json({"type": "object"}, "Proof")},
             params=[_param("rating_id", "path")],
+        )
+    },
+    "/api/v1/insurers": {
+        "get": _op(
+            "Every insurer: counts and verified score, overall and per stage",
+            {"200": _json(_ref("InsurerList"), "Insurers")},
+            params=[
+                _param("q", "query", description="Chinese name, pinyin or initials"),
+                _param("sort", "query", enum=["score", "count", "name"]),
+                _param("dir", "query", enum=["asc", "desc"]),
+            ],
+        )
+    },
+    "/api/v1/insurers/{code}": {
+        "get": _op(
+            "One insurer: score summary and star distribution per stage and channel",
+            {"200": _json(_ref("InsurerDetail"), "Insurer")},
+            params=[_param("code", "path")],
+        )
+    },
+    "/api/v1/reviews": {
+        "get": _op(
+            "Published reviews. Without q: newest first from the database, removed "
+            "texts shown as removed. With q: full-text search (removed texts never match)",
+            {
+                "200": _json(_ref("ReviewPage"), "A page of reviews"),
+                "503": _json(_ref("Error"), "Search is unavailable (only with q)"),
+            },
+            params=[
+                _param("insurer", "query", description="insurer code"),
+                _param("stage", "query", enum=["issuance", "renewal", "claim"]),
+                _param("channel", "query", enum=["counter", "phone", "web"]),
+                _param("stars", "query", "integer", description="1-5"),
+                _param("verified", "query", "boolean"),
+                _param("region", "query", description="province: 2 or 6 digits of GB/T 2260"),
+                _param("q", "query", description="words that must all occur"),
+                _param(
+                    "sort", "query", enum=["relevance", "newest", "oldest", "lowest", "highest"]
+                ),
+                _param("page", "query", "integer"),
+                _param("per_page", "query", "integer", description="1-100, default 20"),
+            ],
         )
     },
     "/api/v1/openapi.json": {
