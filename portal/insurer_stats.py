@@ -266,6 +266,8 @@ class Profile:
 
 
 def find_insurer(conn: Connection, code: str) -> tuple[int, str, str]:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", code):  # also keeps NUL away from the driver
+        raise NotFound("Unknown insurer “%(value)s”.", code="unknown_insurer", value=code[:16])
     row = conn.execute(
         select(Insurer.id, Insurer.code, Insurer.name).where(Insurer.code == code.upper())
     ).first()

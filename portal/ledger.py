@@ -196,7 +196,20 @@ def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | 
         return conn.execute(select(Checkpoint).where(Checkpoint.tree_size == size)).first()
 
 
+# Leaves up to a signed size never change (append-only), so one list per size can be
+# kept: repeated proof requests against the latest checkpoint read the ledger once.
+_LEAF_CACHE: dict[tuple[str, int], list[bytes]] = {}
+
+
 def _leaves(conn: Connection, size: int) -> list[bytes]:
+    key = (str(conn.engine.url), size)
+    if key not in _LEAF_CACHE:
+        _LEAF_CACHE.clear()  # only the newest size is worth keeping
+        _LEAF_CACHE[key] = _read_leaves(conn, size)
+    return _LEAF_CACHE[key]
+
+
+def _read_leaves(conn: Connection, size: int) -> list[bytes]:
     rows = conn.execute(
         select(LedgerEntry.leaf_hash)
         .where(LedgerEntry.leaf_index < size)

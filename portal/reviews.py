@@ -355,6 +355,13 @@ def list_reviews(conn: Connection, f: ReviewFilter, insurer_id: int | None = Non
     stmt = _select(f, insurer_id)
     sort = f.effective_sort if f.effective_sort in ORDER else "newest"
     offset = (f.page - 1) * f.per_page
+    if offset >= COUNT_CAP:  # lists end where their count does: no deep OFFSET scans
+        raise BadRequest(
+            "Pages go only as far as the first %(num)s reviews; narrow the filters.",
+            field="page",
+            code="page_too_deep",
+            num=COUNT_CAP,
+        )
     rows = conn.execute(stmt.order_by(*ORDER[sort]).limit(f.per_page).offset(offset)).all()
     bounded = stmt.with_only_columns(R.id).limit(COUNT_CAP + 1).subquery()
     total = int(conn.execute(select(func.count()).select_from(bounded)).scalar_one())

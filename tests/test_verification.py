@@ -374,8 +374,10 @@ def test_one_review_per_policy_and_stage_per_thirty_days(engine: Engine) -> None
         "last": (today - timedelta(days=29)).isoformat(),
         "next": (today + timedelta(days=1)).isoformat(),
     }
-    assert table_counts(engine) == before  # not even a code try was spent
-    assert codes_of(engine, policy_id=customer.policy_id)[0].attempts == 0
+    assert table_counts(engine) == before
+    # The rule is only told to someone who proved the phone with the right code (one try
+    # counted); the code itself stays unused, so another stage can still be rated.
+    assert codes_of(engine, policy_id=customer.policy_id)[0].attempts == 1
     renewal = web.submit(engine, WebForm(**{**f.__dict__, "stage": "renewal"}), KEY)
     assert review_of(engine, renewal.rating_id).stage == "renewal"
 
@@ -446,3 +448,16 @@ def test_unknown_policy_and_wrong_phone_send_no_code(engine: Engine) -> None:
         messages.append((err.value.code, err.value.field, str(err.value)))
     assert messages[0] == messages[1]
     assert table_counts(engine) == before
+
+
+def test_the_thirty_day_rule_is_not_told_without_the_right_code(engine: Engine) -> None:
+    """An insurer holds every policy number and phone: without the code it must not
+    learn when a customer last rated (and so who wrote which review)."""
+    inbox = Inbox()
+    f, customer = verified_form(engine, inbox)
+    old_review(engine, customer.policy_id, "claim", days_ago=3)
+    wrong = WebForm(**{**f.__dict__, "code": "000000" if f.code != "000000" else "111111"})
+    with pytest.raises(Exception) as err:  # noqa: PT011 - any refusal, but not this one
+        web.submit(engine, wrong, KEY)
+    codes = {e.code for e in getattr(err.value, "errors", [err.value])}
+    assert codes and "rated_recently" not in codes

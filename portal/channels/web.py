@@ -305,10 +305,9 @@ def _prepare(conn: Connection, form: WebForm, rating: RatingIn, key: bytes) -> C
             errors,
             lambda: verification.identify(conn, key, rating.insurer, form.policy_no, form.phone),
         )
-    if customer is not None:
-        _collect(
-            errors, lambda: check_repeat(conn, customer.policy_id, rating.stage, datetime.now(UTC))
-        )
+    # The 30-day rule is checked only inside the rating's transaction, after the code
+    # proved the phone: answering it here would tell anyone holding a policy number and
+    # phone (the insurer does) when that customer last rated.
     if errors:
         _raise(errors)
     return customer

@@ -11,6 +11,7 @@ On PostgreSQL the app role may not create tables or extensions, so it is ILIKE a
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,9 @@ ORDER: dict[str, list[Any]] = {
     "highest": [R.score.desc(), R.occurred_at.desc(), R.id.desc()],
     "relevance": [R.occurred_at.desc(), R.id.desc()],  # no ranking here: newest first
 }
+
+
+DIGIT_RUN = re.compile(r"\d{3,}")
 
 
 class SqlIndex:
@@ -109,6 +113,10 @@ class SqlIndex:
         return out
 
     def _term(self, term: str) -> ColumnElement[bool]:
+        if DIGIT_RUN.search(term):
+            # LIKE reads the stored text, which is not masked: a digit run could confirm a
+            # masked phone or ID number digit by digit. Such terms match insurer names only.
+            return COLUMNS["insurer_name"].icontains(term, autoescape=True)
         body = COLUMNS["text"].icontains(term, autoescape=True)
         if self.fts and len(term) >= fts.MIN_TERM:
             # The index narrows; LIKE on the live text confirms (the index may be stale).

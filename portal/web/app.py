@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -38,6 +39,22 @@ from portal.web.security import SecurityHeaders
 from portal.web.state import Portal
 
 log = logging.getLogger("portal")
+
+
+class _HideReceiptTokens(logging.Filter):
+    """Receipt links carry their secret as ?t=...; access logs must not keep it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                RECEIPT_TOKEN.sub(r"\1t=[hidden]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+RECEIPT_TOKEN = re.compile(r"([?&])t=[^&\s\"]+")
+logging.getLogger("uvicorn.access").addFilter(_HideReceiptTokens())
 ROUTERS = (
     public.router,
     auth.router,
