@@ -59,6 +59,42 @@ def add_client(conn: Connection, insurer: str) -> tuple[str, str]:
     return client_id, secret
 
 
+MAX_SKEW = 300  # seconds between the X-Timestamp and our clock (channel-api.md)
+_DUMMY_SECRET = secrets.token_urlsafe(32)
+
+
+def authenticate_client(
+    conn: Connection,
+    client_id: str,
+    timestamp: str,
+    signature: str,
+    body: bytes,
+    now: datetime | None = None,
+) -> Any:
+    """The API client that signed this exact body at this time (401 otherwise).
+
+    The signature covers the timestamp, so a captured body cannot be re-sent with a
+    fresh timestamp, and an old one is refused by the window.
+    """
+    row = conn.execute(
+        select(ApiClient).where(
+            ApiClient.client_id == client_id[:40], ApiClient.revoked_at.is_(None)
+        )
+    ).first()
+    # Check a signature even for an unknown client, so both cost the same time.
+    ok = check_signature(row.secret if row else _DUMMY_SECRET, timestamp, body, signature)
+    if row is None or not ok:
+        raise Unauthorized("Unknown client or bad signature.", code="bad_signature")
+    if not (timestamp.isascii() and timestamp.isdigit()):
+        raise Unauthorized("X-Timestamp must be unix seconds.", code="bad_timestamp")
+    now = now or datetime.now(UTC)
+    if abs(now.timestamp() - int(timestamp)) > MAX_SKEW:
+        raise Unauthorized(
+            "The request is too old or too far in the future (X-Timestamp).", code="stale_timestamp"
+        )
+    return row
+
+
 def check_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
     """HMAC-SHA256(secret, timestamp + "." + body), compared in constant time."""
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)

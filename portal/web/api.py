@@ -28,16 +28,21 @@ async def read_body(request: Request) -> bytes:
 
 async def read_json(request: Request) -> tuple[dict[str, Any], bytes]:
     """A JSON object body (and its raw bytes, which signatures are computed over)."""
+    raw = await read_body(request)
+    return read_json_bytes(request, raw), raw
+
+
+def read_json_bytes(request: Request, raw: bytes) -> dict[str, Any]:
+    """Parse a body already read (e.g. after its signature was checked)."""
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
         raise BadRequest("Send the body as application/json.", code="unsupported_media_type")
-    raw = await read_body(request)
     try:
         body = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise BadRequest("The body is not valid UTF-8 JSON.", code="malformed_json") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.", code="malformed_json")
-    return body, raw
+    return body
 
 
 def text_field(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:

@@ -28,6 +28,7 @@ from portal.web import (
     insurers,
     ledger_api,
     openapi,
+    policies_api,
     public,
     public_api,
     rate,
@@ -68,6 +69,7 @@ ROUTERS = (
     insurers.router,
     search_pages.router,
     public_api.router,
+    policies_api.router,
 )
 
 

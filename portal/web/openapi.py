@@ -293,7 +293,44 @@ def _param(
     return param | ({"description": description} if description else {})
 
 
+POLICIES_IN = {
+    "type": "object",
+    "required": ["policies"],
+    "properties": {
+        "policies": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 1000,
+            "items": {
+                "type": "object",
+                "required": ["policy_no", "phone"],
+                "properties": {
+                    "policy_no": {"type": "string"},
+                    "phone": {"type": "string", "description": "mainland mobile"},
+                },
+            },
+        }
+    },
+}
+SCHEMAS["PoliciesIn"] = POLICIES_IN
+_policies_op = _op(
+    "Register policies with the customer's mobile (addition to the contract; the phone is "
+    "stored only as a keyed hash; all rows valid or nothing stored)",
+    {
+        "200": _json(
+            {
+                "type": "object",
+                "properties": {k: {"type": "integer"} for k in ("added", "updated", "unchanged")},
+            },
+            "Counts",
+        )
+    },
+    body="PoliciesIn",
+)
+_policies_op["security"] = [{"client": []}]
+
 PATHS: dict[str, Any] = {
+    "/api/v1/policies": {"post": _policies_op},
     "/api/v1/counter/device": {
         "get": _op(
             "The paired device's branch and staff (addition to the contract)",
@@ -411,7 +448,15 @@ DOCUMENT = {
                 "type": "http",
                 "scheme": "bearer",
                 "description": "Counter device token, shown once at registration",
-            }
+            },
+            "client": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Signature",
+                "description": "Call-centre / insurer systems: X-Client-Id, X-Timestamp (unix "
+                "seconds, at most 300 s off) and X-Signature: sha256=<hex HMAC-SHA256 keyed "
+                "with the client secret over timestamp + '.' + raw body>.",
+            },
         },
     },
 }
