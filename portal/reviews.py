@@ -109,11 +109,25 @@ def _province(raw: str) -> str:
     return raw[:2] + "0000"
 
 
+def _stars(raw: str) -> str:
+    """One star value ("2") or a range ("1-2": the unhappy ones), normalised."""
+    lo, _, hi = raw.partition("-")
+    low, high = int(lo), int(hi or lo)  # ValueError for junk, as the other parsers
+    if not 1 <= low <= high <= 5:
+        raise ValueError(raw)
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def star_bounds(value: str | int) -> tuple[int, int]:
+    lo, _, hi = str(value).partition("-")
+    return int(lo), int(hi or lo)
+
+
 PARSERS: dict[str, Callable[[str], Any]] = {
     "insurer": _insurer,
     "stage": _choice(STAGES),
     "channel": _choice(CHANNELS),
-    "stars": _int_in(1, 5),
+    "stars": _stars,
     "verified": _flag,
     "region": _province,
     "sort": _choice(SEARCH_SORTS),
@@ -130,7 +144,7 @@ class ReviewFilter:
     insurer: str | None = None
     stage: str | None = None
     channel: str | None = None
-    stars: int | None = None
+    stars: str | None = None  # "4" or a range "1-2"
     verified: bool | None = None
     region: str | None = None  # a province, e.g. "430000"
     sort: str | None = None  # None: relevance with a query, else newest
@@ -175,12 +189,14 @@ class ReviewFilter:
         return "?" + urlencode(params) if params else ""
 
     def search_query(self) -> SearchQuery:
+        lo, hi = star_bounds(self.stars) if self.stars else (None, None)
         return SearchQuery(
             q=self.q,
             insurer=self.insurer,
             stage=self.stage,
             channel=self.channel,
-            stars=self.stars,
+            stars=lo,
+            stars_max=hi if hi != lo else None,
             province=self.region,
             verified=self.verified,
             sort=self.effective_sort,
@@ -329,9 +345,12 @@ def _select(f: ReviewFilter, insurer_id: int | None) -> Select[Any]:
     )
     if insurer_id is not None:
         stmt = stmt.where(R.insurer_id == insurer_id)  # ix_ratings_insurer_occurred
-    for column, value in ((R.stage, f.stage), (R.channel, f.channel), (STARS, f.stars)):
+    for column, value in ((R.stage, f.stage), (R.channel, f.channel)):
         if value is not None:
             stmt = stmt.where(column == value)
+    if f.stars:
+        low, high = star_bounds(f.stars)
+        stmt = stmt.where(STARS.between(low, high))
     if f.verified is not None:
         stmt = stmt.where(R.verified == f.verified)
     if f.region:

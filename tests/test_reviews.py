@@ -283,7 +283,7 @@ def test_search_hits_become_masked_reviews_with_province_facets(
 def test_filter_parsing_is_strict_for_the_api_and_lenient_for_pages() -> None:
     params = {"stage": "claim", "stars": "5", "verified": "true", "region": "43", "page": "2"}
     f = ReviewFilter.parse(params, strict=True)
-    assert (f.stage, f.stars, f.verified, f.region, f.page) == ("claim", 5, True, "430000", 2)
+    assert (f.stage, f.stars, f.verified, f.region, f.page) == ("claim", "5", True, "430000", 2)
     assert ReviewFilter.parse(dict(f.params()), strict=True) == f  # the URL round-trips
     assert f.query_string(page=1) == "?stage=claim&stars=5&verified=true&region=430000"
     for name, bad in [("stage", "x"), ("stars", "6"), ("page", "0"), ("region", "99"),
@@ -342,3 +342,21 @@ def test_directory_scores_and_sorts(engine: Engine, shop: Seeded) -> None:
     json = row.as_json()
     assert json["ratings"] == {"total": len(RATINGS), "verified": len(RATINGS) - 1}
     assert set(json["stages"]) == {"issuance", "renewal", "claim"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"), [("4", "4"), ("1-2", "1-2"), ("3-3", "3"), ("4-5", "4-5")]
+)
+def test_star_filters_take_a_value_or_a_range(raw: str, parsed: str) -> None:
+    from portal.reviews import ReviewFilter
+
+    assert ReviewFilter.parse({"stars": raw}, strict=True).stars == parsed
+
+
+@pytest.mark.parametrize("raw", ["0", "6", "2-1", "1-6", "a-b", "1-2-3"])
+def test_bad_star_filters_are_refused(raw: str) -> None:
+    from portal.errors import BadRequest
+    from portal.reviews import ReviewFilter
+
+    with pytest.raises(BadRequest):
+        ReviewFilter.parse({"stars": raw}, strict=True)

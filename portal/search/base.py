@@ -90,6 +90,7 @@ class SearchQuery:
     stage: str | None = None
     channel: str | None = None
     stars: int | None = None
+    stars_max: int | None = None  # with stars: the range stars..stars_max
     region: str | None = None
     province: str | None = None
     verified: bool | None = None
@@ -107,6 +108,7 @@ class SearchQuery:
             "page": max(1, int(self.page)),  # clamping is kinder than an error page
             "per_page": min(MAX_PER_PAGE, max(1, int(self.per_page))),
             "stars": None if self.stars is None else int(self.stars),
+            "stars_max": None if self.stars_max is None else int(self.stars_max),
             "verified": None if self.verified is None else _flag(self.verified),
             "province": self.province and self.province[:2] + "0000",
         }
@@ -127,12 +129,18 @@ class SearchQuery:
             "insurer_code": self.insurer,
             "stage": self.stage,
             "channel": self.channel,
-            "stars": self.stars,
+            "stars": self.stars if self.stars_max is None else None,
             "region": self.region,
             "province": self.province,
             "verified": self.verified,
         }
         return {k: v for k, v in given.items() if v is not None}
+
+    def ranges(self) -> dict[str, tuple[int, int]]:
+        """Range filters as {document field: (low, high)}, both included."""
+        if self.stars is not None and self.stars_max is not None:
+            return {"stars": (self.stars, self.stars_max)}
+        return {}
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,8 @@ class MeiliIndex:
 
     def search(self, q: SearchQuery) -> SearchResult:
         params: dict[str, Any] = {
-            "filter": [f"{k} = {filter_value(v)}" for k, v in q.filters().items()],
+            "filter": [f"{k} = {filter_value(v)}" for k, v in q.filters().items()]
+            + [f"{k} {lo} TO {hi}" for k, (lo, hi) in q.ranges().items()],
             "facets": list(FACETS.values()),
             "page": q.page,
             "hitsPerPage": q.per_page,

@@ -110,6 +110,8 @@ class SqlIndex:
                 out.append(func.substr(COLUMNS["region"], 1, 2) == str(value)[:2])
             else:
                 out.append(COLUMNS[name] == value)
+        for name, (low, high) in q.ranges().items():
+            out.append(COLUMNS[name].between(low, high))
         return out
 
     def _term(self, term: str) -> ColumnElement[bool]:

@@ -415,7 +415,7 @@ PATHS: dict[str, Any] = {
                 _param("insurer", "query", description="insurer code"),
                 _param("stage", "query", enum=["issuance", "renewal", "claim"]),
                 _param("channel", "query", enum=["counter", "phone", "web"]),
-                _param("stars", "query", "integer", description="1-5"),
+                _param("stars", "query", description="1-5, or a range such as 1-2"),
                 _param("verified", "query", "boolean"),
                 _param("region", "query", description="province: 2 or 6 digits of GB/T 2260"),
                 _param("q", "query", description="words that must all occur"),

@@ -1,4 +1,4 @@
-"""A new visitor finds an insurer by pinyin, filters its reviews to claims with one star,
+"""A new visitor finds an insurer by pinyin, filters its reviews to claims with 1-2 stars,
 and shares the filtered view by URL: the copy shows the same list. At a phone's and a
 laptop's size, with screenshots."""
 
@@ -20,7 +20,7 @@ SIZES = [(390, 844), (1366, 768)]
 def _seed(engine: Engine) -> str:
     world = make_world(engine)
     tag = uuid.uuid4().hex[:6]
-    for stage, value in [("claim", 1), ("claim", 1), ("claim", 5), ("issuance", 1)]:
+    for stage, value in [("claim", 1), ("claim", 2), ("claim", 5), ("issuance", 1)]:
         record(
             engine, rating_in(world, stage=stage, value=value, text=f"理赔{tag}第{value}星{stage}")
         )
@@ -46,13 +46,14 @@ def test_find_by_pinyin_filter_and_share(
     page.wait_for_url("**/insurers/TA")
     page.locator("#f-stage").select_option("claim")
     page.wait_for_url("**stage=claim**")
-    page.locator("#f-stars").select_option("1")
-    page.wait_for_url("**stars=1**")
+    page.locator("#f-stars").select_option("1-2")  # the unhappy ones: 1-2 stars
+    page.wait_for_url("**stars=1-2**")
     expect(page.locator("#reviews article.review").first).to_contain_text(tag)
     shown = _ids(page)
     texts = page.locator("#reviews article.review").all_inner_texts()
     assert shown
     assert any(f"理赔{tag}第1星claim" in t for t in texts)
+    assert any(f"理赔{tag}第2星claim" in t for t in texts)
     assert not any("第5星claim" in t and tag in t for t in texts)
     assert not any("第1星issuance" in t and tag in t for t in texts)
     page.screenshot(path=SHOTS / f"walk-filtered-{width}x{height}.png", full_page=True)
@@ -60,5 +61,5 @@ def test_find_by_pinyin_filter_and_share(
     shared.goto(page.url)
     assert _ids(shared) == shown
     assert shared.locator("#f-stage").input_value() == "claim"
-    assert shared.locator("#f-stars").input_value() == "1"
+    assert shared.locator("#f-stars").input_value() == "1-2"
     assert page.console_errors == []

@@ -100,6 +100,8 @@ def test_filters(engine: Engine, index: SearchIndex, shop: Shop, add: Add) -> No
     assert got(verified=False) == {r["phone"]}
     assert got(stage="renewal", stars=3) == {r["nobranch"]}
     assert got(stage="claim", verified=False) == set()
+    assert got(stars=1, stars_max=2) == {r["phone"]}  # the unhappy ones: a range
+    assert got(stars=3, stars_max=5) == {r["web5"], r["counter"], r["nobranch"]}
     [doc] = find(index, shop, region="110100").hits
     assert (doc.branch_name, doc.province, doc.stars, doc.score) == ("北京分公司", "110000", 5, 100)
 
