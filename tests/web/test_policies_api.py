@@ -77,8 +77,8 @@ def test_bad_signatures_store_nothing(client: TestClient, engine: Engine, api_cl
     cases = {
         "wrong secret": _signed(client_id, "not-the-secret", body),
         "unknown client": _signed("gpc_nobody", secret, body),
-        "stale timestamp": _signed(client_id, secret, body, ts=int(time.time()) - 301),
-        "future timestamp": _signed(client_id, secret, body, ts=int(time.time()) + 301),
+        "stale timestamp": _signed(client_id, secret, body, ts=int(time.time()) - 400),
+        "future timestamp": _signed(client_id, secret, body, ts=int(time.time()) + 400),
         "no headers": {"content-type": "application/json"},
     }
     for name, headers in cases.items():
@@ -106,3 +106,23 @@ def test_one_bad_row_stores_nothing(client: TestClient, engine: Engine, api_clie
     empty = json.dumps({"policies": []}).encode()
     r = client.post("/api/v1/policies", content=empty, headers=_signed(client_id, secret, empty))
     assert r.status_code == 400
+
+
+def test_the_window_is_300_seconds_exactly(engine: Engine, api_client) -> None:  # noqa: ANN001
+    """At the edges, with a fixed clock (the HTTP tests keep a margin from real time)."""
+    from datetime import UTC, datetime
+
+    from portal.errors import Unauthorized
+
+    client_id, secret, _ = api_client
+    now = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+    body = b"{}"
+    with engine.connect() as conn:
+        for offset, ok in ((-300, True), (300, True), (-301, False), (301, False)):
+            h = _signed(client_id, secret, body, ts=int(now.timestamp()) + offset)
+            args = (conn, client_id, h["x-timestamp"], h["x-signature"], body)
+            if ok:
+                assert credentials.authenticate_client(*args, now=now).client_id == client_id
+            else:
+                with pytest.raises(Unauthorized):
+                    credentials.authenticate_client(*args, now=now)
