@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +12,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from portal import audit, directory
 from portal.canonical import utc
+from portal.credentials import token_hash
 from portal.db import reading
 from portal.errors import Conflict, Invalid, RateLimited
 from portal.models import USER_ROLES, LoginAttempt, LoginSession, User
@@ -147,10 +147,6 @@ def _password_ok(stored: str | None, password: str) -> bool:
         return bool(HASHER.verify(stored or _DUMMY, password))
     except (VerificationError, InvalidHashError):
         return False
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def start_session(conn: Connection, user_id: int) -> str:

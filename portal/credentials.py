@@ -15,9 +15,13 @@ from portal.errors import Unauthorized
 from portal.models import ApiClient, Device
 
 
-def _hash(token: str) -> str:
-    # Tokens are 256 random bits: a fast hash is enough, no password hashing needed.
-    return hashlib.sha256(token.encode()).hexdigest()
+def token_hash(token: str) -> str:
+    """How every random token is stored (device tokens, login sessions, receipts).
+
+    Tokens are 192+ random bits: a fast hash is enough, no password hashing needed.
+    surrogatepass: a hand-edited URL may carry anything; it must hash, not crash.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def add_device(
@@ -32,7 +36,7 @@ def add_device(
     token = "gpd_" + secrets.token_urlsafe(32)
     result = conn.execute(
         Device.__table__.insert().values(
-            insurer_id=iid, branch_id=bid, token_hash=_hash(token), label=label
+            insurer_id=iid, branch_id=bid, token_hash=token_hash(token), label=label
         )
     )
     return int(result.inserted_primary_key[0]), token
@@ -41,7 +45,7 @@ def add_device(
 def device_for_token(conn: Connection, token: str) -> Any:
     """The device row (id, insurer_id, branch_id, ...) for a bearer token."""
     row = conn.execute(
-        select(Device).where(Device.token_hash == _hash(token), Device.revoked_at.is_(None))
+        select(Device).where(Device.token_hash == token_hash(token), Device.revoked_at.is_(None))
     ).first()
     if row is None:
         raise Unauthorized("Unknown or revoked device token.", code="bad_token")

@@ -156,13 +156,19 @@ def validate(r: RatingIn, now: datetime, skew: int) -> tuple[str | None, datetim
             code="time_in_future",
             value=r.occurred_at.isoformat(),
         )
-    if not r.idempotency_key or len(r.idempotency_key) > 128 or not r.idempotency_key.isprintable():
+    check_idempotency_key(r.idempotency_key)
+    return clean_text(r.text), occurred
+
+
+def check_idempotency_key(key: str) -> str:
+    """Every channel's writes carry one: 1 to 128 printable characters."""
+    if not key or len(key) > 128 or not key.isprintable():
         raise Invalid(
             "An idempotency key of 1 to 128 printable characters is required.",
             field="idempotency_key",
             code="invalid_idempotency_key",
         )
-    return clean_text(r.text), occurred
+    return key
 
 
 def fingerprint(r: RatingIn, text: str | None, occurred: datetime) -> str:

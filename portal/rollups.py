@@ -41,25 +41,36 @@ def _increments(
     return daily, staff
 
 
+def upsert_add(
+    conn: Connection,
+    table: Table,
+    keys: tuple[str, ...],
+    measures: tuple[str, ...],
+    values: list[dict[str, Any]],
+) -> None:
+    """Insert rollup rows, or add their measures to the rows already there (by `keys`)."""
+    if not values:
+        return
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={m: table.c[m] + stmt.excluded[m] for m in measures},
+    )
+    conn.execute(stmt, values)
+
+
 def _upsert(
     conn: Connection,
     table: Table,
     keys: tuple[str, ...],
     increments: dict[tuple[Any, ...], list[int]],
 ) -> None:
-    if not increments:
-        return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     values = [
         dict(zip(keys, k, strict=True)) | dict(zip(MEASURES, m, strict=True))
         for k, m in sorted(increments.items())
     ]  # sorted: a fixed lock order, no deadlocks
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={m: table.c[m] + stmt.excluded[m] for m in MEASURES},
-    )
-    conn.execute(stmt, values)
+    upsert_add(conn, table, keys, MEASURES, values)
 
 
 DAILY_KEYS = ("day", "insurer_id", "branch_id", "stage", "channel", "verified")

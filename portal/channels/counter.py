@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from portal import audit, stars
+from portal import audit, rollups, stars
+from portal.canonical import utc
 from portal.credentials import device_for_token
 from portal.db import reading
 from portal.errors import Conflict, Invalid, NotFound
@@ -33,7 +33,7 @@ from portal.models import (
     RollupCounterDaily,
     Staff,
 )
-from portal.ratings import RatingIn, Receipt, day_of, record
+from portal.ratings import RatingIn, Receipt, check_idempotency_key, day_of, record
 
 SESSION_TTL = timedelta(hours=2)
 OFFLINE_GRACE = timedelta(hours=24)  # how late a press queued offline may still arrive
@@ -43,6 +43,7 @@ BURST_WINDOW = timedelta(seconds=60)
 BURST_COUNT = 4  # this many ratings within BURST_WINDOW on one device is a burst
 SESSIONS: Any = CounterSession.__table__
 COMPLETION: Any = RollupCounterDaily.__table__
+COMPLETION_KEYS = ("day", "staff_id", "branch_id")
 
 
 @dataclass(frozen=True)
@@ -72,24 +73,10 @@ def authenticate(engine: Engine, token: str) -> Any:
     with reading(engine) as conn:
         device = device_for_token(conn, token)
     now = datetime.now(UTC)
-    if device.last_seen_at is None or now - _aware(device.last_seen_at) > timedelta(minutes=1):
+    if device.last_seen_at is None or now - utc(device.last_seen_at) > timedelta(minutes=1):
         with engine.begin() as conn:
             conn.execute(update(Device).where(Device.id == device.id).values(last_seen_at=now))
     return device
-
-
-def _aware(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
-
-
-def _check_key(key: str) -> str:
-    if not key or len(key) > 128 or not key.isprintable():
-        raise Invalid(
-            "An idempotency key of 1 to 128 printable characters is required.",
-            field="idempotency_key",
-            code="invalid_idempotency_key",
-        )
-    return key
 
 
 def _fingerprint(*parts: object) -> str:
@@ -118,7 +105,7 @@ def _opened(conn: Connection, session: Any, replayed: bool) -> SessionOpened:
     ).one()
     level = stars.staff_stars(conn, [session.staff_id])[session.staff_id]
     return SessionOpened(
-        session.id, staff.staff_no, staff.name, level, _aware(session.expires_at), replayed
+        session.id, staff.staff_no, staff.name, level, utc(session.expires_at), replayed
     )
 
 
@@ -154,7 +141,7 @@ def _open_session(
         existing = conn.execute(
             select(CounterSession).where(
                 CounterSession.device_id == device.id,
-                CounterSession.idempotency_key == _check_key(key),
+                CounterSession.idempotency_key == check_idempotency_key(key),
             )
         ).first()
         if existing is not None:
@@ -191,21 +178,15 @@ def select_session(conn: Connection, session_id: str) -> Any:
 
 def _count(conn: Connection, session: dict[str, Any], opened: int = 0, rated: int = 0) -> None:
     """Completion rollup, by the day the session was opened (China time)."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(COMPLETION).values(
-        day=day_of(session["opened_at"]),
-        staff_id=session["staff_id"],
-        insurer_id=session["insurer_id"],
-        branch_id=session["branch_id"],
-        opened=opened,
-        rated=rated,
-    )
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["day", "staff_id", "branch_id"],
-            set_={"opened": COMPLETION.c.opened + opened, "rated": COMPLETION.c.rated + rated},
-        )
-    )
+    row = {
+        "day": day_of(session["opened_at"]),
+        "staff_id": session["staff_id"],
+        "insurer_id": session["insurer_id"],
+        "branch_id": session["branch_id"],
+        "opened": opened,
+        "rated": rated,
+    }
+    rollups.upsert_add(conn, COMPLETION, COMPLETION_KEYS, ("opened", "rated"), [row])
 
 
 def _subject(conn: Connection, session: Any) -> Any:
@@ -255,7 +236,7 @@ def rate_session(
         value=LEVELS[level],
         occurred_at=occurred_at,
         source=f"device:{device.id}",
-        idempotency_key=_check_key(key),
+        idempotency_key=check_idempotency_key(key),
         branch=subject.branch,
         staff_no=subject.staff_no,
     )
@@ -287,14 +268,14 @@ def _check_window(session: Any, occurred_at: datetime) -> None:
     may arrive later, so the time of the press decides, not the time of arrival."""
     if occurred_at.tzinfo is None:
         return  # record() rejects it with a clear message
-    late = datetime.now(UTC) > _aware(session.expires_at) + OFFLINE_GRACE
-    if occurred_at > _aware(session.expires_at) or late:
+    late = datetime.now(UTC) > utc(session.expires_at) + OFFLINE_GRACE
+    if occurred_at > utc(session.expires_at) or late:
         raise Invalid(
             "This service session has expired (after 2 hours).",
             field="session_id",
             code="session_expired",
         )
-    if occurred_at < _aware(session.opened_at) - timedelta(minutes=2):
+    if occurred_at < utc(session.opened_at) - timedelta(minutes=2):
         raise Invalid(
             "The rating is older than its service session.",
             field="occurred_at",
@@ -337,7 +318,7 @@ def _flag_misuse(
         rating_id=row["id"],
         created_at=row["recorded_at"],
     )
-    seconds = (pressed - _aware(session.opened_at)).total_seconds()
+    seconds = (pressed - utc(session.opened_at)).total_seconds()
     if seconds < FAST_SECONDS:
         _flag(conn, base, "fast_rating", seconds=round(seconds, 1))
     recent = conn.execute(

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from portal import verification
 from portal.canonical import utc
+from portal.credentials import token_hash
 from portal.db import reading
 from portal.errors import Conflict, Invalid, NotFound, PortalError
 from portal.models import (
@@ -106,10 +107,6 @@ class WebReceipt:
 def new_nonce(now: datetime | None = None) -> str:
     shown = int((now or datetime.now(UTC)).timestamp())
     return f"{shown:010d}.{secrets.token_urlsafe(24)}"
-
-
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def idempotency_key(nonce: str) -> str:
@@ -330,7 +327,7 @@ def _within(customer: Customer | None, code_id: int | None, token: str) -> Withi
                 rating_id=row["id"],
                 policy_id=policy_id,
                 stage=row["stage"],
-                receipt_token_hash=token_digest(token),
+                receipt_token_hash=token_hash(token),
                 created_at=row["recorded_at"],
             )
         )
@@ -433,6 +430,6 @@ def receipt(conn: Connection, rating_id: str, token: str) -> dict[str, Any]:
     if not RATING_ID.match(rating_id) or not token or len(token) > 200:
         raise _no_receipt()
     row = _receipt_row(conn, rating_id)
-    if row is None or not hmac.compare_digest(row.receipt_token_hash, token_digest(token)):
+    if row is None or not hmac.compare_digest(row.receipt_token_hash, token_hash(token)):
         raise _no_receipt()
     return dict(row._mapping)
