@@ -15,7 +15,15 @@ ROLES = ("teller", "agent", "call_agent", "adjuster")
 USER_ROLES = ("regulator", "insurer", "admin")
 
 # Rows of these tables are never updated or deleted, by anyone (design.md invariant 1, 3).
-APPEND_ONLY = ("ratings", "ledger_entries", "checkpoints", "audit_events")
+APPEND_ONLY = (
+    "ratings",
+    "ledger_entries",
+    "checkpoints",
+    "audit_events",
+    "takedown_decisions",
+    "reply_revisions",
+)
+TAKEDOWN_REASONS = ("personal_data", "abuse", "defamation", "spam", "unrelated")
 
 
 class Stage(StrEnum):
@@ -119,10 +127,16 @@ class RatingText(SQLModel, table=True):
     hidden: bool = flag(False)  # an approved takedown hides it; the score keeps counting
     redacted: bool = flag(False)  # personal data removed from `body`; commitment kept
     hidden_at: datetime | None = tz_field(nullable=True)
+    hidden_reason: str | None = Field(default=None, max_length=20)  # the approved request's
 
 
 class Reply(SQLModel, table=True):
+    """The public thread under a rating: one insurer reply, one reviewer follow-up.
+
+    The insurer's reply can be edited; every version is kept in reply_revisions."""
+
     __tablename__ = "replies"
+    __table_args__ = (UniqueConstraint("rating_id", "author", name="uq_replies_rating_author"),)
     id: int | None = Field(default=None, primary_key=True)
     rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
     insurer_id: int | None = Field(default=None, foreign_key="insurers.id")
@@ -132,6 +146,35 @@ class Reply(SQLModel, table=True):
     change_made: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = tz_field(now=True)
     updated_at: datetime | None = tz_field(nullable=True)
+    working_days: int | None = None  # from the rating to the first insurer reply
+
+
+class ReplyRevision(SQLModel, table=True):
+    """Every version of a reply, the first one included (append-only)."""
+
+    __tablename__ = "reply_revisions"
+    id: int | None = Field(default=None, primary_key=True)
+    reply_id: int = Field(foreign_key="replies.id", index=True)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    change_made: str | None = Field(default=None, sa_column=Column(Text))
+    user_id: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = tz_field(now=True)
+
+
+class ScreeningFlag(SQLModel, table=True):
+    """Abusive language found in a published text, waiting for the regulator's review.
+
+    A flag never hides anything: the regulator keeps the text or opens a takedown."""
+
+    __tablename__ = "screening_flags"
+    id: int | None = Field(default=None, primary_key=True)
+    rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
+    reply_id: int | None = Field(default=None, foreign_key="replies.id")
+    terms: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of the hits
+    flagged_at: datetime = tz_field(now=True)
+    reviewed_at: datetime | None = tz_field(nullable=True)
+    reviewed_by: int | None = Field(default=None, foreign_key="users.id")
+    outcome: str | None = Field(default=None, max_length=10)  # kept | takedown
 
 
 class TakedownRequest(SQLModel, table=True):
@@ -143,6 +186,9 @@ class TakedownRequest(SQLModel, table=True):
     explanation: str = Field(sa_column=Column(Text, nullable=False))
     requested_by: int = Field(foreign_key="users.id")
     requested_at: datetime = tz_field(now=True)
+    source: str = Field(  # insurer | screening (opened by the regulator from a flag)
+        default="insurer", max_length=10, sa_column_kwargs={"server_default": "insurer"}
+    )
     status: str = Field(
         default="pending", max_length=10, sa_column_kwargs={"server_default": "pending"}
     )

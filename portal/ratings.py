@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from moderation.flags import flag_texts
 from portal import rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
@@ -72,7 +73,7 @@ def normalise_score(scale: int, value: int) -> tuple[int, bool, bool]:
     return {1: 100, 2: 50, 3: 0}[value], value == 1, value == 3
 
 
-def clean_text(text: str | None) -> str | None:
+def clean_text(text: str | None, field: str = "text") -> str | None:
     """NFC, CRLF -> LF, trimmed; None when empty. Raises Invalid for bad text."""
     if text is None:
         return None
@@ -90,14 +91,14 @@ def clean_text(text: str | None) -> str | None:
     if bad is not None:
         raise Invalid(
             "The text contains a control character (U+%(cp)s).",
-            field="text",
+            field=field,
             code="control_character",
             cp=f"{ord(bad):04X}",
         )
     if len(text) > MAX_TEXT:
         raise Invalid(
             "The text is %(length)s characters long; at most %(max)s are allowed.",
-            field="text",
+            field=field,
             code="text_too_long",
             length=len(text),
             max=MAX_TEXT,
@@ -371,6 +372,7 @@ def _record_batch(
             conn.execute(Rating.__table__.insert(), rows)
             if texts:
                 conn.execute(RatingText.__table__.insert(), texts)
+                flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
             rollups.add(conn, rows, day_of)
             conn.execute(
                 Outbox.__table__.insert(),

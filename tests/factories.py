@@ -78,3 +78,41 @@ def counts(engine: Engine) -> dict[str, Any]:
             select(func.coalesce(func.sum(RollupDaily.n), 0))
         ).scalar_one()
     return out
+
+
+def moderation_user(conn: Any, role: str, insurer_code: str | None = None) -> int:
+    """A user to act in the takedown workflow (created once per role and insurer)."""
+    from portal import accounts
+    from portal.models import User
+
+    name = f"mod-{role}-{insurer_code or 'x'}".lower()
+    found = conn.execute(select(User.id).where(User.username == name)).scalar()
+    return found or accounts.add_user(conn, name, "moderation-test-pw-1", role, insurer_code)
+
+
+def approve_takedown(engine: Engine, rating_id: str, reason: str = "abuse") -> int:
+    """Hide a text the only way there is: an insurer's request, approved by the regulator."""
+    from moderation import takedowns
+
+    with engine.begin() as conn:
+        iid, code = conn.execute(
+            select(Rating.insurer_id, Insurer.code)
+            .join(Insurer, Insurer.id == Rating.insurer_id)
+            .where(Rating.id == rating_id)
+        ).one()
+        request_id = takedowns.request(
+            conn,
+            insurer_id=iid,
+            user_id=moderation_user(conn, "insurer", code),
+            rating_id=rating_id,
+            reason=reason,
+            explanation="测试：违反发布规则",
+        )
+        takedowns.decide(
+            conn,
+            request_id=request_id,
+            user_id=moderation_user(conn, "regulator"),
+            decision="approved",
+            note="",
+        )
+    return request_id

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select
 
 from portal.models import RatingText
-from portal.search import SearchIndex, enqueue, reindex
+from portal.search import SearchIndex, reindex
+from tests.factories import approve_takedown
 from tests.search.conftest import Add, Shop, find, ids, sync
 
 TEXTS = RatingText.__table__
@@ -136,12 +135,9 @@ def test_pagination(engine: Engine, index: SearchIndex, shop: Shop, add: Add) ->
     assert [h for p in pages for h in ids(p)] == made[::-1]  # newest first, no overlap
 
 
-def _hide(engine: Engine, rating_id: str, *, enqueue_too: bool) -> None:
-    with engine.begin() as conn:
-        conn.execute(update(TEXTS).where(TEXTS.c.rating_id == rating_id)
-                     .values(hidden=True, hidden_at=datetime.now(UTC)))  # fmt: skip
-        if enqueue_too:  # what moderation does when a takedown is approved
-            enqueue(conn, [rating_id])
+def _hide(engine: Engine, rating_id: str, reason: str = "abuse") -> None:
+    """An approved takedown: it hides the text and asks for re-indexing."""
+    approve_takedown(engine, rating_id, reason)
 
 
 def test_hidden_text_disappears_after_drain(
@@ -151,7 +147,7 @@ def test_hidden_text_disappears_after_drain(
     hide = add("理赔员泄露了我的电话号码", minutes_ago=1)
     sync(engine, index)
     assert set(ids(find(index, shop, "理赔"))) == {keep, hide}
-    _hide(engine, hide, enqueue_too=True)
+    _hide(engine, hide)
     assert sync(engine, index) >= 1
     result = find(index, shop, "理赔")
     assert ids(result) == [keep]
@@ -165,25 +161,26 @@ def test_hidden_text_disappears_after_reindex(
     keep = add("柜台态度很好", minutes_ago=2)
     hide = add("柜台某某态度恶劣", minutes_ago=1)
     sync(engine, index)
-    _hide(engine, hide, enqueue_too=False)  # e.g. hidden by an operator in plain SQL
+    _hide(engine, hide)  # the outbox is not drained: reindex alone must drop it
     assert reindex(engine, index) >= 1
     assert ids(find(index, shop, "态度")) == [keep]
     assert hide not in index.ids()
 
 
-def test_redacted_text_is_indexed_as_redacted(
+def test_personal_data_takedown_erases_the_text_from_the_index(
     engine: Engine, index: SearchIndex, shop: Shop, add: Add
 ) -> None:
-    rid = add("理赔员张三很负责，电话13800001111")
+    rid = add("理赔员张三很负责，家住幸福路12号")
     sync(engine, index)
-    with engine.begin() as conn:
-        conn.execute(update(TEXTS).where(TEXTS.c.rating_id == rid)
-                     .values(body="理赔员张三很负责，电话[已删除]", redacted=True))  # fmt: skip
-        enqueue(conn, [rid])
+    assert ids(find(index, shop, "幸福路")) == [rid]
+    _hide(engine, rid, "personal_data")
     sync(engine, index)
-    assert ids(find(index, shop, "13800001111")) == []
-    [doc] = find(index, shop, "理赔").hits
-    assert doc.text == "理赔员张三很负责，电话[已删除]"
+    assert ids(find(index, shop, "幸福路")) == [] and rid not in index.ids()
+    with engine.connect() as conn:
+        body, redacted = conn.execute(
+            select(TEXTS.c.body, TEXTS.c.redacted).where(TEXTS.c.rating_id == rid)
+        ).one()
+    assert (body, redacted) == ("", True)  # erased from the database, not only hidden
 
 
 def test_reindex_rebuilds_a_lost_index(
