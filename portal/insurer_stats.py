@@ -16,16 +16,15 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
 from pypinyin import Style, lazy_pinyin
 from sqlalchemy import Connection, func, select
 
-from portal.canonical import utc
 from portal.errors import NotFound
-from portal.models import CHANNELS, STAGES, Insurer, Rating, Reply, RollupDaily
+from portal.models import CHANNELS, STAGES, Insurer, RatingText, Reply, RollupDaily
 
 DAILY = RollupDaily.__table__.c  # type: ignore[attr-defined]
 STARS = (5, 4, 3, 2, 1)
@@ -217,9 +216,10 @@ class MonthPoint:
 
 @dataclass(frozen=True)
 class ReplyStats:
-    replied: int  # written reviews with at least one reply from the insurer
+    replied: int  # written reviews with a reply from the insurer
     reviews: int  # written reviews (the denominator of the rate)
-    median_hours: float | None
+    median_days: float | None  # working days from the rating to the reply
+    changes: int = 0  # replies that report a concrete change made because of the rating
 
     @property
     def rate(self) -> float | None:
@@ -227,8 +227,17 @@ class ReplyStats:
             return None
         return round(100 * self.replied / self.reviews, 1)
 
+    @property
+    def change_share(self) -> float | None:
+        return round(100 * self.changes / self.replied, 1) if self.replied else None
+
     def as_json(self) -> dict[str, Any]:
-        return {"replied": self.replied, "rate": self.rate, "median_hours": self.median_hours}
+        return {
+            "replied": self.replied,
+            "rate": self.rate,
+            "median_working_days": self.median_days,
+            "change_share": self.change_share,
+        }
 
 
 @dataclass(frozen=True)
@@ -341,21 +350,21 @@ def trend(conn: Connection, iid: int, today: date) -> list[MonthPoint]:
 def reply_stats(
     conn: Connection, iid: int, count_reviews: ReviewCounter | None = None
 ) -> ReplyStats:
-    """Share of written reviews the insurer answered, and the median time to answer."""
-    first = func.min(Reply.created_at)
+    """Share of written reviews the insurer answered, the median working days it took,
+    and how many replies report a change made."""
     stmt = (
-        select(Rating.recorded_at, first)
-        .select_from(Reply)
-        .join(Rating, Rating.id == Reply.rating_id)
-        .where(Rating.insurer_id == iid, Reply.author == "insurer")
-        .group_by(Rating.id, Rating.recorded_at)
+        select(Reply.working_days, Reply.change_made.is_not(None))
+        .join(RatingText, RatingText.rating_id == Reply.rating_id)
+        .where(Reply.insurer_id == iid, Reply.author == "insurer")
     )
-    waits = [_hours(asked, answered) for asked, answered in conn.execute(stmt)]
-    if not waits:
+    rows = conn.execute(stmt).all()
+    if not rows:
         return ReplyStats(0, 0, None)
-    reviews = count_reviews(conn, iid) if count_reviews else len(waits)
-    return ReplyStats(len(waits), max(reviews, len(waits)), round(statistics.median(waits), 1))
-
-
-def _hours(asked: datetime, answered: datetime) -> float:
-    return max(0.0, (utc(answered) - utc(asked)).total_seconds() / 3600)
+    days = [d for d, _ in rows if d is not None]
+    reviews = count_reviews(conn, iid) if count_reviews else len(rows)
+    return ReplyStats(
+        len(rows),
+        max(reviews, len(rows)),
+        float(statistics.median(days)) if days else None,
+        sum(1 for _, changed in rows if changed),
+    )

@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Select, func, select
 
+from moderation.masking import mask
+from portal import replies
 from portal.canonical import timestamp, utc
 from portal.errors import BadRequest
 from portal.models import CHANNELS, STAGES
@@ -45,18 +46,9 @@ _REGION = re.compile(r"^\d{2}(\d{4})?$")
 _YES, _NO = ("true", "1", "yes"), ("false", "0", "no")
 
 
-@cache
-def _masker() -> Callable[[str], str]:
-    """moderation.masking.mask, or the identity while that module is not there yet."""
-    try:
-        from moderation.masking import mask
-    except ImportError:
-        return lambda text: text
-    return mask
-
-
 def mask_text(text: str) -> str:
-    return _masker()(text)
+    """What the public sees of a stored text: personal data masked (moderation/masking)."""
+    return mask(text)
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -230,6 +222,9 @@ class Review:
     region: str | None
     text: str | None  # masked; None when removed
     removed: bool = False
+    removed_at: datetime | None = None
+    removed_reason: str | None = None  # the approved takedown's reason
+    thread: tuple[replies.ThreadItem, ...] = ()  # the insurer's reply, the follow-up
 
     @property
     def province(self) -> str | None:
@@ -256,6 +251,9 @@ class Review:
             "branch": branch,
             "text": self.text,
             "removed": self.removed,
+            "removed_at": timestamp(self.removed_at) if self.removed_at else None,
+            "removed_reason": self.removed_reason,
+            "replies": [t.as_json() for t in self.thread],
         }
 
 
@@ -295,6 +293,8 @@ def _from_row(row: Any) -> Review:
         region=row.region,
         text=None if removed else mask_text(row.body),
         removed=removed,
+        removed_at=utc(row.hidden_at) if removed and row.hidden_at else None,
+        removed_reason=row.hidden_reason if removed else None,
     )
 
 
@@ -329,7 +329,8 @@ class ReviewPage:
 
 LIST_COLUMNS = (
     *(R.id, R.stage, R.channel, R.scale, R.score, R.verified, R.occurred_at),
-    *(STARS.label("stars"), T.body, T.hidden, BR.name.label("branch_name"), BR.region),
+    *(STARS.label("stars"), T.body, T.hidden, T.hidden_at, T.hidden_reason),
+    *(BR.name.label("branch_name"), BR.region),
     *(INS.code.label("insurer_code"), INS.name.label("insurer_name")),
 )
 
@@ -384,13 +385,23 @@ def list_reviews(conn: Connection, f: ReviewFilter, insurer_id: int | None = Non
     rows = conn.execute(stmt.order_by(*ORDER[sort]).limit(f.per_page).offset(offset)).all()
     bounded = stmt.with_only_columns(R.id).limit(COUNT_CAP + 1).subquery()
     total = int(conn.execute(select(func.count()).select_from(bounded)).scalar_one())
-    return ReviewPage(
-        items=[_from_row(row) for row in rows],
-        total=min(total, COUNT_CAP),
-        page=f.page,
-        per_page=f.per_page,
-        capped=total > COUNT_CAP,
+    return with_threads(
+        conn,
+        ReviewPage(
+            items=[_from_row(row) for row in rows],
+            total=min(total, COUNT_CAP),
+            page=f.page,
+            per_page=f.per_page,
+            capped=total > COUNT_CAP,
+        ),
     )
+
+
+def with_threads(conn: Connection, page: ReviewPage) -> ReviewPage:
+    """The page with each review's reply thread (one query for the page)."""
+    found = replies.threads(conn, [r.id for r in page.items])
+    items = [replace(r, thread=tuple(found.get(r.id, ()))) for r in page.items]
+    return replace(page, items=items)
 
 
 def search_reviews(index: SearchIndex, f: ReviewFilter) -> ReviewPage:
