@@ -27,12 +27,15 @@ from portal.web import (
     counter_screen,
     insurers,
     ledger_api,
+    moderation_pages,
     openapi,
     policies_api,
     public,
     public_api,
     rate,
     search_pages,
+    threads,
+    workspace,
 )
 from portal.web.errors import HANDLERS
 from portal.web.rendering import make_templates
@@ -70,6 +73,9 @@ ROUTERS = (
     search_pages.router,
     public_api.router,
     policies_api.router,
+    workspace.router,
+    moderation_pages.router,
+    threads.router,
 )
 
 

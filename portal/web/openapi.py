@@ -102,7 +102,14 @@ PUBLIC_SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "replied": {"type": "integer"},
                     "rate": {**NUMBER_OR_NULL, "description": "percent of written reviews"},
-                    "median_hours": NUMBER_OR_NULL,
+                    "median_working_days": {
+                        **NUMBER_OR_NULL,
+                        "description": "statutory working days from the rating to the reply",
+                    },
+                    "change_share": {
+                        **NUMBER_OR_NULL,
+                        "description": "percent of replies that report a change made",
+                    },
                 },
             },
         },
@@ -141,6 +148,25 @@ PUBLIC_SCHEMAS: dict[str, Any] = {
             "removed": {
                 "type": "boolean",
                 "description": "the text was taken down by regulator decision; the score counts",
+            },
+            "removed_at": {"type": ["string", "null"], "format": "date-time"},
+            "removed_reason": {
+                "type": ["string", "null"],
+                "enum": ["personal_data", "abuse", "defamation", "spam", "unrelated", None],
+            },
+            "replies": {
+                "type": "array",
+                "description": "the insurer's public reply, then the reviewer's follow-up",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "author": {"type": "string", "enum": ["insurer", "reviewer"]},
+                        "body": {"type": "string", "description": "masked for personal data"},
+                        "change_made": {"type": ["string", "null"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "edited_at": {"type": ["string", "null"], "format": "date-time"},
+                    },
+                },
             },
         },
     },

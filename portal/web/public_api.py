@@ -75,11 +75,12 @@ def insurer_param(conn: Connection, code: str) -> int:
 
 async def _searched(portal: Any, f: ReviewFilter) -> ReviewPage:
     try:
-        return await run_in_threadpool(reviews.search_reviews, portal.search, f)
+        page = await run_in_threadpool(reviews.search_reviews, portal.search, f)
     except SearchError:
         raise SearchUnavailable(
             "Search is unavailable right now. Please try again later."
         ) from None
+    return await portal.read(reviews.with_threads, page)
 
 
 @router.route("/api/v1/reviews", roles="public")

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from portal import ledger
+from portal import ledger, replies
 from portal.channels import web
 from portal.channels.web import FormErrors, WebForm
 from portal.errors import NotFound, PortalError
@@ -183,12 +183,26 @@ async def send_code(request: Request) -> Response:
     return await _page(request, form, sent=sent, block="verify")
 
 
+def _receipt(conn: Connection, rating_id: str, token: str) -> dict[str, Any]:
+    data = web.receipt(conn, rating_id, token)
+    return {"r": data, "thread": replies.threads(conn, [rating_id]).get(rating_id, [])}
+
+
+async def receipt_context(
+    request: Request, rating_id: str, token: str, *, err: PortalError | None = None, body: str = ""
+) -> dict[str, Any]:
+    """The receipt, its reply thread, and the follow-up form's state."""
+    data = await request.state.portal.read(_receipt, rating_id, token)
+    error = translate(locale_of(request), err.message, err.params) if err else None
+    return {**data, "token": token, "error": error, "body": body}
+
+
 @router.route("/receipt/{rating_id}", roles="public")
 async def receipt_page(request: Request) -> Response:
-    data = await request.state.portal.read(
-        web.receipt, request.path_params["rating_id"], request.query_params.get("t", "")
+    context = await receipt_context(
+        request, request.path_params["rating_id"], request.query_params.get("t", "")
     )
-    return render(request, "rate/receipt.html", {"r": data}, headers=PRIVATE)
+    return render(request, "rate/receipt.html", context, headers=PRIVATE)
 
 
 def signed_note(cp: Any, origin: str) -> str:

@@ -32,7 +32,8 @@ def insurer_names(conn: Connection) -> list[tuple[str, str]]:
 async def run_search(portal: Any, f: ReviewFilter) -> tuple[ReviewPage, bool]:
     """The page of hits, and whether search failed (then the page is empty)."""
     try:
-        return await run_in_threadpool(reviews.search_reviews, portal.search, f), False
+        page = await run_in_threadpool(reviews.search_reviews, portal.search, f)
+        return await portal.read(reviews.with_threads, page), False
     except SearchError:
         log.exception("review search failed")
         return reviews.no_reviews(f), True

@@ -229,7 +229,9 @@ def test_removed_text_shows_as_removed_with_its_score(client: TestClient, shop: 
     soup = soup_of(client.get(f"/insurers/{CODE}", params={"lang": "en"}).text)
     removed = soup.select_one(f"#review-{shop.ids['removed']}")
     assert removed is not None and "is-removed" in removed["class"]
-    assert "removed by regulator decision" in removed.get_text()
+    notice = " ".join(removed.select_one(".review-removed").get_text().split())
+    assert notice.startswith("Text removed after regulator review on ")
+    assert "reason: Spam or advertising. The score still counts." in notice
     assert "2 of 5 stars" in removed.get_text()
     assert "13800138000" not in soup.get_text() and removed.select_one(".review-text") is None
 

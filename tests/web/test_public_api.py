@@ -17,7 +17,7 @@ NAME = "晨曦公评接口财险"
 SUMMARY = {"n", "mean", "top_share", "bottom_share"}
 REVIEW = {
     "id", "insurer", "stage", "channel", "stars", "level", "score", "verified",
-    "occurred_at", "branch", "text", "removed",
+    "occurred_at", "branch", "text", "removed", "removed_at", "removed_reason", "replies",
 }  # fmt: skip
 
 
@@ -70,7 +70,12 @@ def test_one_insurer(client: TestClient, shop: Seeded) -> None:
     assert body["channels"]["counter"]["stars"] == {"5": 1, "4": 0, "3": 0, "2": 0, "1": 1}
     assert len(body["trend"]) == 12 and set(body["trend"][0]) == {"month", "n", "mean"}
     assert sum(m["n"] for m in body["trend"]) == len(RATINGS) - 1
-    assert body["replies"] == {"replied": 0, "rate": None, "median_hours": None}
+    assert body["replies"] == {
+        "replied": 0,
+        "rate": None,
+        "median_working_days": None,
+        "change_share": None,
+    }
     _error(client.get("/api/v1/insurers/NOSUCH"), 404, "unknown_insurer", None)
 
 
@@ -83,6 +88,7 @@ def test_reviews_of_an_insurer_with_removed_text(client: TestClient, shop: Seede
     assert all(set(r) == REVIEW for r in body["reviews"])
     removed = next(r for r in body["reviews"] if r["id"] == shop.ids["removed"])
     assert removed["removed"] is True and removed["text"] is None
+    assert removed["removed_reason"] == "spam" and removed["removed_at"].endswith("Z")
     assert (removed["stars"], removed["score"]) == (2, 25)
     fast = next(r for r in body["reviews"] if r["id"] == shop.ids["fast_claim"])
     assert fast["branch"]["province"] == "320000" and fast["insurer"]["code"] == CODE
