@@ -1,9 +1,11 @@
 """Text screening and the takedown workflow.
 
-masking.py: personal data in published texts (mobiles, landlines, resident ID numbers,
-bank cards, e-mails, insurer policy formats) is masked in what is shown and indexed;
-the stored text stays as submitted. The abuse word list and the regulator-approved
-takedown workflow are still to come (issue 5).
+screening.py: the one call for published text: personal data masked (masking.py) in what
+is shown and indexed, abusive language found (abuse.py, word lists in data/) for review;
+the stored text stays as submitted. flags.py: abusive texts and replies wait in the
+regulator's screening queue, never hidden by a machine. takedowns.py: an insurer asks,
+the regulator approves or rejects; only an approved request hides a text (a database
+trigger enforces it, migration 0004). See docs/moderation.md and docs/screening.md.
 
 This package may use portal's domain modules but never its web layer
 (tests/test_architecture.py enforces that).

@@ -1,7 +1,9 @@
 """`portal demo`: fictional insurers, branches, staff, users and ratings.
 
 Ratings go through record_batch(), the same validation, normalisation and hashing as
-every channel; then a checkpoint signs them into the ledger.
+every channel; then a checkpoint signs them into the ledger. Insurers' replies and a few
+takedown requests (decided and pending) go through the same workflow functions the
+pages use, so the inbox, the regulator's desk and the transparency page have content.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 import click
 from sqlalchemy import Engine, func, select
 
-from portal import accounts, demo_data, directory, ledger, policies
+from moderation import takedowns
+from portal import accounts, demo_data, directory, ledger, policies, replies
+from portal.canonical import utc
 from portal.config import Settings
 from portal.errors import Invalid
-from portal.models import Insurer, Rating, User
+from portal.models import Insurer, Rating, RatingText, User
 from portal.ratings import RatingIn, record_batch
 from portal.secrets_files import ensure_key_file
 
@@ -112,6 +116,83 @@ def _ratings(
     return done
 
 
+THANKS = (
+    "感谢您的评价，我们会继续努力。",
+    "谢谢您的认可，欢迎随时联系我们。",
+)
+SORRY = (
+    "非常抱歉给您带来不便。我们已安排专人与您联系，核实情况后尽快处理。",
+    "对于您反映的问题，我们深表歉意。相关网点已整改，并对工作人员进行了再培训。",
+    "感谢您的反馈。经核查，您的理赔已于近日结案，如仍有疑问请致电客服热线。",
+)
+CHANGES = (
+    "5000元以下的小额理赔改为3个工作日内赔付",
+    "柜面增设叫号提醒，高峰时段加开窗口",
+    "回访电话统一在工作时间拨打，不再晚间外呼",
+)
+TAKEDOWN_REASONS = (
+    ("personal_data", "评价中包含我司员工的全名和手机号，请予以处理。", True),
+    ("spam", "该评价为推销其他公司产品的广告内容，与服务无关。", True),
+    ("defamation", "评价称我司拒赔是因为业务员私吞保费，与事实不符，已提供调查记录。", False),
+)
+
+
+def _moderation(engine: Engine, rng: random.Random) -> None:
+    """Replies to a share of each insurer's ratings, and a few takedown requests."""
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        regulator = conn.execute(select(User.id).where(User.username == "regulator")).scalar()
+        for ins in demo_data.insurers():
+            iid = directory.insurer_id(conn, ins.code)
+            username = f"insurer-{ins.code.lower()}"
+            user = conn.execute(select(User.id).where(User.username == username)).scalar()
+            user = user or accounts.add_user(conn, username, DEMO_PASSWORD, "insurer", ins.code)
+            rows = conn.execute(
+                select(Rating.id, Rating.recorded_at, Rating.bottom_box)
+                .join(RatingText, RatingText.rating_id == Rating.id)
+                .where(Rating.insurer_id == iid)
+                .order_by(Rating.recorded_at)
+            ).all()
+            care = rng.uniform(0.25, 0.9)  # how diligently this insurer answers
+            for r in rows:
+                at = utc(r.recorded_at) + timedelta(days=rng.choice((0, 1, 1, 2, 3, 5, 8, 12)))
+                if rng.random() > care * (1.0 if r.bottom_box else 0.4) or at > now:
+                    continue
+                change = rng.choice(CHANGES) if r.bottom_box and rng.random() < 0.3 else None
+                replies.post(
+                    conn, insurer_id=iid, user_id=user, rating_id=r.id, now=at,
+                    body=rng.choice(SORRY if r.bottom_box else THANKS), change_made=change,
+                )  # fmt: skip
+            _takedowns(conn, rng, iid, user, regulator, [r for r in rows if r.bottom_box], now)
+
+
+REJECTED = "评价属于客户对服务的主观感受，不构成诽谤，予以保留。"
+
+
+def _takedowns(
+    conn: Any, rng: random.Random, iid: int, user: int, regulator: int | None,
+    unhappy: list[Any], now: datetime,
+) -> None:  # fmt: skip
+    """Two decided requests from long ago, and (for some insurers) one still pending."""
+    old = [r for r in unhappy if utc(r.recorded_at) < now - timedelta(days=30)]
+    recent = [r for r in unhappy if utc(r.recorded_at) > now - timedelta(days=10)]
+    picked = rng.sample(old, min(len(old), 2))
+    if recent and rng.random() < 0.5:
+        picked.append(rng.choice(recent))
+    for r, (reason, why, approve) in zip(picked, rng.sample(TAKEDOWN_REASONS, 3), strict=False):
+        asked = min(utc(r.recorded_at) + timedelta(days=2), now)
+        request_id = takedowns.request(
+            conn, insurer_id=iid, user_id=user, rating_id=r.id, reason=reason, explanation=why,
+            now=asked,
+        )  # fmt: skip
+        if r in old and regulator:
+            takedowns.decide(
+                conn, request_id=request_id, user_id=regulator,
+                decision="approved" if approve else "rejected",
+                note="" if approve else REJECTED, now=asked + timedelta(days=4),
+            )  # fmt: skip
+
+
 def _recorded_at(r: RatingIn) -> datetime:
     # Historical data: each rating was recorded a moment after it happened.
     return r.occurred_at + timedelta(seconds=45)
@@ -144,6 +225,8 @@ def load(
         added = _ratings(engine, staff, rng, n, progress)
         example = _policies(engine, settings)[0]
     users = _users(engine)
+    if not present:
+        _moderation(engine, rng)
     key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
     cp = ledger.checkpoint(engine, key)
     with engine.connect() as conn:
