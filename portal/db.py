@@ -116,7 +116,10 @@ def migrate(settings: Settings) -> None:
 
 # What the web app's role may do per table. Nothing may be deleted by the app: ratings
 # and their companions are append-only, everything else is ended or hidden by UPDATE.
-APP_PRIVILEGES = {t: "SELECT, INSERT" for t in (*APPEND_ONLY, "takedown_decisions")}
+APP_PRIVILEGES = {
+    t: "SELECT, INSERT"
+    for t in (*APPEND_ONLY, "takedown_decisions", "phone_calls", "visit_attempts")
+}
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE"
 
 
