@@ -421,8 +421,10 @@ def record_attempt(
     at: datetime,
     source: str,
     skew: int = 120,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """One call attempt. The same task and time again is a replay (same answer)."""
+    now = now or datetime.now(UTC)
     if outcome not in OUTCOMES:
         raise Invalid(
             "Unknown outcome “%(value)s”: use answered, no_answer, refused or wrong_number.",
@@ -444,7 +446,7 @@ def record_attempt(
                 code="idempotency_conflict",
             )
         return _state(task, replayed=True)
-    _check_attempt(task, at, skew)
+    _check_attempt(task, at, now + timedelta(seconds=skew))
     attempts = task.attempts + 1
     status = {
         "answered": "reached",
@@ -461,7 +463,7 @@ def record_attempt(
             attempts=attempts,
             status=status,
             last_attempt_on=china_day(at),
-            updated_at=datetime.now(UTC),
+            updated_at=now,
         )
     )
     if done.rowcount != 1:  # a concurrent attempt won: record nothing
@@ -470,14 +472,19 @@ def record_attempt(
         )
     conn.execute(
         ATTEMPTS.insert().values(
-            task_id=task.id, cycle=task.cycle, outcome=outcome, at=utc(at), source=source
+            task_id=task.id,
+            cycle=task.cycle,
+            outcome=outcome,
+            at=utc(at),
+            source=source,
+            recorded_at=now,
         )
     )
     return _state(_task(conn, insurer_id, task_id), replayed=False)
 
 
-def _check_attempt(task: Any, at: datetime, skew: int) -> None:
-    if utc(at) > datetime.now(UTC) + timedelta(seconds=skew):
+def _check_attempt(task: Any, at: datetime, latest: datetime) -> None:
+    if utc(at) > latest:
         raise Invalid(
             "The time %(value)s is in the future.",
             field="at",

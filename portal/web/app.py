@@ -28,6 +28,8 @@ from portal.web import (
     insurers,
     ledger_api,
     openapi,
+    phone_api,
+    phone_pages,
     policies_api,
     public,
     public_api,
@@ -70,6 +72,8 @@ ROUTERS = (
     search_pages.router,
     public_api.router,
     policies_api.router,
+    phone_api.router,
+    phone_pages.router,
 )
 
 
