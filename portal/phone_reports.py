@@ -122,25 +122,14 @@ def visits_by_agent(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
 def unreachable(conn: Connection, insurer_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """Tasks handed back for a corrected number, oldest first."""
     rows = conn.execute(
-        select(VisitTask, Staff.staff_no, Staff.name)
+        select(VisitTask.__table__, Staff.staff_no, Staff.name.label("staff_name"))
         .join(Staff, Staff.id == VisitTask.staff_id)
         .where(VisitTask.insurer_id == insurer_id, VisitTask.status == "unreachable")
         .order_by(VisitTask.updated_at, VisitTask.id)
         .limit(limit)
     ).all()
-    return [
-        {
-            "id": r.VisitTask.id,
-            "kind": r.VisitTask.kind,
-            "policy_no": r.VisitTask.policy_no,
-            "phone": mask_phone(r.VisitTask.phone),
-            "attempts": r.VisitTask.attempts,
-            "cycle": r.VisitTask.cycle,
-            "staff_no": r.staff_no,
-            "staff_name": r.name,
-        }
-        for r in rows
-    ]
+    keep = ("id", "kind", "policy_no", "attempts", "cycle", "staff_no", "staff_name")
+    return [{k: r._mapping[k] for k in keep} | {"phone": mask_phone(r.phone)} for r in rows]
 
 
 def agent_phone_signals(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:

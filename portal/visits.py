@@ -373,7 +373,7 @@ def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str
     if not is_call_day(day):
         return {"date": day.isoformat(), "call_day": False, "visits": [], "next_page": None}
     rows = conn.execute(
-        select(VisitTask, Staff.staff_no)
+        select(TASKS, Staff.staff_no)
         .join(Staff, Staff.id == VisitTask.staff_id)
         .where(
             VisitTask.insurer_id == insurer_id,
@@ -386,7 +386,7 @@ def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str
         .offset((page - 1) * PAGE)
         .limit(PAGE + 1)
     ).all()
-    visits = [_due_entry(r.VisitTask, r.staff_no, day) for r in rows[:PAGE]]
+    visits = [_due_entry(r, day) for r in rows[:PAGE]]
     return {
         "date": day.isoformat(),
         "call_day": True,
@@ -395,7 +395,7 @@ def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str
     }
 
 
-def _due_entry(task: Any, staff_no: str, day: date) -> dict[str, Any]:
+def _due_entry(task: Any, day: date) -> dict[str, Any]:
     window = window_for(day, task.attempts)
     assert window is not None  # a call day has windows
     return {
@@ -404,7 +404,7 @@ def _due_entry(task: Any, staff_no: str, day: date) -> dict[str, Any]:
         "stage": KINDS[task.kind],
         "policy_no": task.policy_no,
         "phone": task.phone,
-        "staff_no": staff_no,
+        "staff_no": task.staff_no,
         "window": window.label,
         "attempt": task.attempts + 1,
         "cycle": task.cycle,

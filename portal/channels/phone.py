@@ -25,6 +25,7 @@ from portal.ratings import RatingIn, Receipt, Within, check_idempotency_key, rec
 
 KINDS = ("hotline", "return_visit")
 CALLS: Any = PhoneCall.__table__
+CONTRACT_FIELDS = {"staff_no": "agent_no", "value": "digits", "idempotency_key": "call_id"}
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,12 @@ def source_of(client: Any) -> str:
 
 def _value(digits: str, scale: int) -> int:
     """The key the caller pressed: one digit within the scale."""
-    if not (len(digits) == 1 and digits.isdigit()) or scale not in (3, 5):
+    if not (len(digits) == 1 and digits.isdigit()) or not 1 <= int(digits) <= scale:
         raise Invalid(
             "Press a single key from 1 to %(scale)s.",
             field="digits",
             code="score_out_of_range",
-            scale=scale if scale in (3, 5) else 5,
+            scale=scale,
         )
     return int(digits)
 
@@ -68,7 +69,18 @@ def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
             code="invalid_kind",
             value=k.kind[:40],
         )
-    key = check_idempotency_key(k.call_id)
+    try:
+        key = check_idempotency_key(k.call_id)
+        if k.scale not in (3, 5):
+            raise Invalid(
+                "The phone channel rates on a 3- or 5-point scale.",
+                field="scale",
+                code="invalid_scale",
+            )
+        value = _value(k.digits, k.scale)
+    except Invalid as err:
+        err.field = CONTRACT_FIELDS.get(err.field or "", err.field)
+        raise
     source = source_of(client)
     with reading(engine) as conn:
         insurer = conn.execute(select(Insurer.code).where(Insurer.id == client.insurer_id))
@@ -87,13 +99,17 @@ def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
         stage=k.stage,
         channel="phone",
         scale=k.scale,
-        value=_value(k.digits, k.scale),
+        value=value,
         occurred_at=k.occurred_at,
         source=source,
         idempotency_key=key,
         staff_no=staff_no,
     )
-    return record(engine, rating, within=within)
+    try:
+        return record(engine, rating, within=within)
+    except Invalid as err:  # name the field as the contract does
+        err.field = CONTRACT_FIELDS.get(err.field or "", err.field)
+        raise
 
 
 def _return_visit(
