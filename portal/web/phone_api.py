@@ -73,7 +73,7 @@ def _query_date(request: Request) -> date:
         return date.fromisoformat(raw) if raw else china_today()
     except ValueError:
         raise BadRequest(
-            "Give the date as YYYY-MM-DD.", field="date", code="malformed_date"
+            "Write the date as YYYY-MM-DD.", field="date", code="malformed_date"
         ) from None
 
 
