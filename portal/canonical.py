@@ -35,6 +35,11 @@ def timestamp(dt: datetime) -> str:
     return utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def parts_fingerprint(*parts: object) -> str:
+    """SHA-256 of a request's meaningful fields: same key, other body -> 409."""
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
 def text_commitment(salt: bytes, text: str) -> str:
     """SHA-256 over a random per-rating salt and the text, so short texts cannot be guessed."""
     return hashlib.sha256(salt + text.encode("utf-8")).hexdigest()

@@ -66,6 +66,13 @@ def command(group: click.Group, name: str | None = None) -> Callable[..., Any]:
     return decorate
 
 
+def read_csv_file(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text") from None
+
+
 @click.group()
 def main() -> None:
     """Gongping (公评) portal operator command."""
@@ -171,16 +178,16 @@ def staff() -> None:
 @command(staff, "import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def staff_import(ctx: Context, file: Path) -> None:
-    """Import FILE.csv with columns insurer,branch,staff_no,name,role (all or nothing)."""
+    """Import FILE.csv with columns insurer,branch,staff_no,name,role[,phone] (all or
+    nothing; a staff member's own mobile is kept only as a keyed hash)."""
     from portal import directory
+    from portal.secrets_files import ensure_key_file
 
-    try:
-        data = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    data = read_csv_file(file)
     rows = directory.parse_staff_csv(data)
     with ctx.engine.begin() as conn:
-        added, updated = directory.import_staff(conn, rows)
+        key = ensure_key_file(ctx.settings.phone_key_path) if any(r.phone for r in rows) else None
+        added, updated = directory.import_staff(conn, rows, key)
         audit.log(conn, OPERATOR, "staff.import", file.name, added=added, updated=updated)
     ctx.out({"added": added, "updated": updated}, f"staff: {added} added, {updated} updated")
 
@@ -203,10 +210,7 @@ def policies_import(ctx: Context, file: Path) -> None:
 
     if not ctx.settings.phone_key_path.exists():  # a new key would hash to nothing we know
         raise FileNotFoundError(f"phone key {ctx.settings.phone_key_path} is missing: run init")
-    try:
-        data = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    data = read_csv_file(file)
     with ctx.engine.begin() as conn:
         report = registry.import_csv(conn, data, ensure_key_file(ctx.settings.phone_key_path))
         counts = {k: v for k, v in report.as_json().items() if k != "errors"}
@@ -263,6 +267,75 @@ def client_add(ctx: Context, insurer_code: str) -> None:
         {"client_id": client_id, "secret": secret},
         f"client {client_id}\nsecret (shown once): {secret}",
     )
+
+
+@command(client, "rotate")
+@click.argument("client_id")
+def client_rotate(ctx: Context, client_id: str) -> None:
+    """Give a client a new secret (printed once); the old one stops working at once."""
+    from portal import credentials
+
+    with ctx.engine.begin() as conn:
+        secret = credentials.rotate_client(conn, client_id)
+        audit.log(conn, OPERATOR, "client.rotate", client_id)
+    ctx.out(
+        {"client_id": client_id, "secret": secret},
+        f"client {client_id}\nnew secret (shown once): {secret}",
+    )
+
+
+@command(client, "revoke")
+@click.argument("client_id")
+def client_revoke(ctx: Context, client_id: str) -> None:
+    """Refuse a client's requests from now on (its ratings stay)."""
+    from portal import credentials
+
+    with ctx.engine.begin() as conn:
+        credentials.revoke_client(conn, client_id)
+        audit.log(conn, OPERATOR, "client.revoke", client_id)
+    ctx.out({"client_id": client_id, "revoked": True}, f"client {client_id} revoked")
+
+
+@main.group()
+def visits() -> None:
+    """Return-visit campaigns (回访)."""
+
+
+@command(visits, "import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def visits_import(ctx: Context, file: Path) -> None:
+    """Import FILE.csv: insurer,kind,policy_no,phone,staff_no,date,customer.
+
+    kind is new_policy (date: issued) or claim (date: closed). Good rows are imported in
+    one transaction; each bad row is listed with its line number on stderr (and under
+    "errors" with --json), and the exit status is then 1.
+    """
+    from portal import visits as campaigns
+    from portal.secrets_files import ensure_key_file
+    from portal.stars import china_today
+
+    if not ctx.settings.phone_key_path.exists():  # a new key would hash to nothing we know
+        raise FileNotFoundError(f"phone key {ctx.settings.phone_key_path} is missing: run init")
+    data = read_csv_file(file)
+    key = ensure_key_file(ctx.settings.phone_key_path)
+    lines = max(data.count("\n") - 1, 1)
+    out = None if not ctx.as_json else click.open_file(os.devnull, "w")
+    with (
+        click.progressbar(length=lines, label="visits", file=out or sys.stderr) as bar,
+        ctx.engine.begin() as conn,
+    ):
+        report = campaigns.import_csv(conn, data, key, china_today(), progress=bar.update)
+        counts = {k: v for k, v in report.as_json().items() if k != "errors"}
+        audit.log(conn, OPERATOR, "visits.import", file.name, **counts, rejected=len(report.errors))
+    ctx.out(
+        report.as_json(),
+        f"visits: {report.added} added, {report.updated} updated, {report.reopened} reopened, "
+        f"{report.unchanged} unchanged, {len(report.errors)} rejected",
+    )
+    for error in report.errors:
+        click.echo(str(error), err=True)
+    if report.errors:
+        sys.exit(1)
 
 
 @main.group()

@@ -33,12 +33,12 @@ JUMP_POINTS = 0.25  # satisfied share up by 25 points or more week on quarter
 today = stars.china_today
 
 
-def _china_midnight(day: date) -> datetime:
+def china_midnight(day: date) -> datetime:
     """The instant a China-time day starts: the same window as the rollups' `day > since`."""
     return datetime.combine(day, time.min, CHINA)
 
 
-def _rate(opened: int, rated: int) -> float | None:
+def percent(opened: int, rated: int) -> float | None:
     return round(100 * rated / opened, 1) if opened else None
 
 
@@ -50,7 +50,7 @@ def devices(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
             func.count().label("opened"),
             func.count(CounterSession.rating_id).label("rated"),
         )
-        .where(CounterSession.opened_at >= _china_midnight(since + timedelta(days=1)))
+        .where(CounterSession.opened_at >= china_midnight(since + timedelta(days=1)))
         .group_by(CounterSession.device_id)
         .subquery()
     )
@@ -70,7 +70,7 @@ def devices(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
         .where(Device.insurer_id == insurer_id)
         .order_by(Device.revoked_at.is_not(None), Branch.name, Device.id)
     )
-    return [dict(r._mapping) | {"completion": _rate(r.opened, r.rated)} for r in rows]
+    return [dict(r._mapping) | {"completion": percent(r.opened, r.rated)} for r in rows]
 
 
 def _completion(stmt: Select[Any], since: date) -> Select[Any]:
@@ -105,7 +105,8 @@ def staff(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
     ).all()
     levels = stars.staff_stars(conn, [r.id for r in rows])
     return [
-        dict(r._mapping) | {"stars": levels[r.id], "completion": _rate(int(r.opened), int(r.rated))}
+        dict(r._mapping)
+        | {"stars": levels[r.id], "completion": percent(int(r.opened), int(r.rated))}
         for r in rows
     ]
 
@@ -131,7 +132,7 @@ def completion_by_branch(
     if insurer_id is not None:
         stmt = stmt.where(RollupCounterDaily.insurer_id == insurer_id)
     rows = [
-        dict(r._mapping) | {"completion": _rate(int(r.opened), int(r.rated))}
+        dict(r._mapping) | {"completion": percent(int(r.opened), int(r.rated))}
         for r in conn.execute(stmt)
     ]
     return sorted(rows, key=lambda r: (r["completion"] or 0, r["insurer"], r["branch"]))
@@ -151,7 +152,7 @@ def completion_by_insurer(conn: Connection) -> list[dict[str, Any]]:
         since,
     )
     rows = [
-        dict(r._mapping) | {"completion": _rate(int(r.opened), int(r.rated))}
+        dict(r._mapping) | {"completion": percent(int(r.opened), int(r.rated))}
         for r in conn.execute(stmt)
     ]
     return sorted(rows, key=lambda r: (r["completion"] or 0, r["code"]))

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from portal import directory
-from portal.errors import Unauthorized
+from portal.errors import NotFound, Unauthorized
 from portal.models import ApiClient, Device
 
 
@@ -52,15 +52,61 @@ def device_for_token(conn: Connection, token: str) -> Any:
     return row
 
 
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
 def add_client(conn: Connection, insurer: str) -> tuple[str, str]:
     """Register a call-centre system. Returns (client_id, secret); the secret is shown once."""
     iid = directory.insurer_id(conn, insurer)
     client_id = "gpc_" + secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    secret = _new_secret()
     conn.execute(
         ApiClient.__table__.insert().values(insurer_id=iid, client_id=client_id, secret=secret)
     )
     return client_id, secret
+
+
+def _active_client(conn: Connection, client_id: str, insurer_id: int | None) -> Any:
+    """An active client, of this insurer when one is given (an insurer user's own)."""
+    stmt = select(ApiClient).where(
+        ApiClient.client_id == client_id[:40], ApiClient.revoked_at.is_(None)
+    )
+    if insurer_id is not None:
+        stmt = stmt.where(ApiClient.insurer_id == insurer_id)
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise NotFound(
+            "There is no active API client %(id)s.", field="client_id", id=client_id[:40]
+        )
+    return row
+
+
+def rotate_client(conn: Connection, client_id: str, insurer_id: int | None = None) -> str:
+    """A new secret for a client; the old one stops working at once. Shown once."""
+    row = _active_client(conn, client_id, insurer_id)
+    secret = _new_secret()
+    conn.execute(ApiClient.__table__.update().where(ApiClient.id == row.id).values(secret=secret))
+    return secret
+
+
+def revoke_client(conn: Connection, client_id: str, insurer_id: int | None = None) -> None:
+    """The client's requests are refused from now on (401); its ratings stay."""
+    row = _active_client(conn, client_id, insurer_id)
+    conn.execute(
+        ApiClient.__table__.update().where(ApiClient.id == row.id).values(revoked_at=now())
+    )
+
+
+def clients(conn: Connection, insurer_id: int) -> list[Any]:
+    """An insurer's clients, active first (never the secrets)."""
+    return list(
+        conn.execute(
+            select(ApiClient.client_id, ApiClient.created_at, ApiClient.revoked_at)
+            .where(ApiClient.insurer_id == insurer_id)
+            .order_by(ApiClient.revoked_at.is_not(None), ApiClient.created_at.desc())
+        )
+    )
 
 
 MAX_SKEW = 300  # seconds between the X-Timestamp and our clock (channel-api.md)

@@ -116,7 +116,7 @@ def migrate(settings: Settings) -> None:
 
 # What the web app's role may do per table. Nothing may be deleted by the app: ratings
 # and their companions are append-only, everything else is ended or hidden by UPDATE.
-APP_PRIVILEGES = dict.fromkeys(APPEND_ONLY, "SELECT, INSERT")
+APP_PRIVILEGES = dict.fromkeys((*APPEND_ONLY, "phone_calls", "visit_attempts"), "SELECT, INSERT")
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE"
 
 

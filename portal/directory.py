@@ -16,6 +16,9 @@ from portal.regions import check_region
 
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 STAFF_COLUMNS = ("insurer", "branch", "staff_no", "name", "role")
+# Optional last column: the staff member's own mobile, kept only as a keyed hash, so a
+# return visit "to the customer" that would ring the agent is flagged.
+STAFF_COLUMNS_WITH_PHONE = (*STAFF_COLUMNS, "phone")
 
 
 def _code(value: str, field: str, max_len: int = 32) -> str:
@@ -95,23 +98,29 @@ class StaffRow:
     staff_no: str
     name: str
     role: str
+    phone: str | None = None
 
 
 def parse_staff_csv(data: str) -> list[StaffRow]:
-    """Parse `insurer,branch,staff_no,name,role` (header required). Raises Invalid with the line."""
+    """Parse `insurer,branch,staff_no,name,role[,phone]` (header required). Raises Invalid
+    with the line."""
     reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    if tuple(reader.fieldnames or ()) != STAFF_COLUMNS:
+    if tuple(reader.fieldnames or ()) not in (STAFF_COLUMNS, STAFF_COLUMNS_WITH_PHONE):
         raise Invalid(
             "The CSV header must be exactly: %(cols)s.",
             field="file",
             code="bad_header",
-            cols=",".join(STAFF_COLUMNS),
+            cols=",".join(STAFF_COLUMNS) + "[,phone]",
         )
     rows = []
     for line, rec in enumerate(reader, start=2):
         if None in rec or any(v is None for v in rec.values()):
             raise Invalid(
-                "Line %(line)s: expected 5 columns.", field="file", code="bad_row", line=line
+                "Line %(line)s: expected %(n)s columns.",
+                field="file",
+                code="bad_row",
+                line=line,
+                n=len(rec),
             )
         role = rec["role"].strip()
         if role not in ROLES:
@@ -129,15 +138,19 @@ def parse_staff_csv(data: str) -> list[StaffRow]:
                 rec["staff_no"].strip(),
                 rec["name"].strip(),
                 role,
+                (rec.get("phone") or "").strip() or None,
             )
         )
     return rows
 
 
-def import_staff(conn: Connection, rows: Iterable[StaffRow]) -> tuple[int, int]:
-    """Insert new staff and update names/roles/branches of known ones. (added, updated)."""
+def import_staff(
+    conn: Connection, rows: Iterable[StaffRow], phone_key: bytes | None = None
+) -> tuple[int, int]:
+    """Insert new staff and update names/roles/branches (and phones, when given) of known
+    ones. (added, updated)."""
     added = updated = 0
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
         iid = insurer_id(conn, row.insurer)
         bid = branch_id(conn, iid, row.branch) if row.branch else None
         values = dict(
@@ -146,6 +159,8 @@ def import_staff(conn: Connection, rows: Iterable[StaffRow]) -> tuple[int, int]:
             role=row.role,
             branch_id=bid,
         )
+        if row.phone and phone_key:
+            values["phone_hash"] = _staff_phone(phone_key, row.phone, line)
         existing = conn.execute(
             select(Staff.id).where(Staff.insurer_id == iid, Staff.staff_no == values["staff_no"])
         ).first()
@@ -156,3 +171,17 @@ def import_staff(conn: Connection, rows: Iterable[StaffRow]) -> tuple[int, int]:
             conn.execute(Staff.__table__.insert().values(insurer_id=iid, **values))
             added += 1
     return added, updated
+
+
+def _staff_phone(key: bytes, raw: str, line: int) -> str:
+    from portal.policies import normalise_phone, phone_hash
+
+    try:
+        return phone_hash(key, normalise_phone(raw))
+    except Invalid:
+        raise Invalid(
+            "Line %(line)s: the phone is not a valid mobile number.",
+            field="phone",
+            code="invalid_phone",
+            line=line,
+        ) from None

@@ -85,6 +85,9 @@ class Staff(SQLModel, table=True):
     name: str = Field(max_length=50)
     role: str = Field(max_length=16)
     active: bool = flag(True)
+    # The staff member's own mobile as a keyed hash (like Policy.phone_hash): a return
+    # visit to this number would reach the agent, not the customer (a fraud signal).
+    phone_hash: str | None = Field(default=None, max_length=64, index=True)
 
 
 class Rating(SQLModel, table=True):
@@ -440,3 +443,71 @@ class SmsMessage(SQLModel, table=True):
     phone_hash: str = Field(max_length=64, index=True)
     body: str = Field(max_length=500)
     created_at: datetime = tz_field(now=True)
+
+
+class PhoneCall(SQLModel, table=True):
+    """Every ended call a call-centre system reports, rated or not: survey offer rates."""
+
+    __tablename__ = "phone_calls"
+    __table_args__ = (
+        UniqueConstraint("client_id", "call_id"),
+        Index("ix_phone_calls_insurer_ended", "insurer_id", "ended_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="api_clients.id")
+    insurer_id: int = Field(foreign_key="insurers.id")
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    call_id: str = Field(max_length=128)  # the rating's idempotency key when it was rated
+    source: str = Field(max_length=64)  # the client's ratings' source, to find the rating
+    survey_offered: bool
+    hung_up_before_survey: bool
+    ended_at: datetime = tz_field()
+    fingerprint: str = Field(max_length=64)
+    recorded_at: datetime = tz_field(now=True)
+
+
+class VisitTask(SQLModel, table=True):
+    """A return visit (回访) to make: a new policy's sale or a closed claim, one per policy
+    and kind. `cycle` grows when a corrected number reopens an unreachable task."""
+
+    __tablename__ = "visit_tasks"
+    __table_args__ = (
+        UniqueConstraint("insurer_id", "kind", "policy_no"),
+        Index("ix_visit_tasks_due", "insurer_id", "status", "due_from"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    insurer_id: int = Field(foreign_key="insurers.id")
+    kind: str = Field(max_length=12)  # new_policy | claim
+    policy_no: str = Field(max_length=40)
+    phone: str = Field(max_length=20)  # E.164: the number the call centre dials
+    phone_hash: str = Field(max_length=64, index=True)  # keyed, to compare with staff phones
+    customer_hash: str = Field(max_length=64)  # keyed hash of the insurer's customer id
+    staff_id: int = Field(foreign_key="staff.id", index=True)  # sales agent or adjuster
+    event_date: date  # issue or closing date
+    cycle: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    due_from: date
+    due_until: date
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # this cycle
+    last_attempt_on: date | None = None  # China-time day of the last attempt
+    status: str = Field(
+        default="open", max_length=12, sa_column_kwargs={"server_default": "open"}
+    )  # open | reached | rated | refused | unreachable
+    rating_id: str | None = Field(
+        default=None, foreign_key="ratings.id", unique=True, max_length=32
+    )
+    created_at: datetime = tz_field(now=True)
+    updated_at: datetime | None = tz_field(nullable=True)
+
+
+class VisitAttempt(SQLModel, table=True):
+    """One call attempt of a return visit, as the call centre reported it (never changed)."""
+
+    __tablename__ = "visit_attempts"
+    __table_args__ = (UniqueConstraint("task_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="visit_tasks.id")
+    cycle: int
+    outcome: str = Field(max_length=12)  # answered | no_answer | refused | wrong_number
+    at: datetime = tz_field()
+    source: str = Field(max_length=64)
+    recorded_at: datetime = tz_field(now=True)

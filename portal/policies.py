@@ -141,14 +141,15 @@ class ImportReport:
         }
 
 
-def _reader(data: str) -> csv.DictReader[str]:
+def csv_reader(data: str, columns: tuple[str, ...] = COLUMNS) -> csv.DictReader[str]:
+    """A reader over CSV text whose header must be exactly `columns` (a BOM is allowed)."""
     reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
+    if tuple(reader.fieldnames or ()) != columns:
         raise Invalid(
             "The CSV header must be exactly: %(cols)s.",
             field="file",
             code="bad_header",
-            cols=",".join(COLUMNS),
+            cols=",".join(columns),
         )
     return reader
 
@@ -167,7 +168,7 @@ def _row(conn: Connection, rec: dict[str | Any, Any], key: bytes) -> tuple[int, 
 
 def import_csv(conn: Connection, data: str, key: bytes) -> ImportReport:
     """Import `insurer,policy_no,phone` rows in the caller's transaction."""
-    reader, report = _reader(data), ImportReport()
+    reader, report = csv_reader(data), ImportReport()
     seen: dict[tuple[int, str], int] = {}
     for rec in reader:
         line = reader.line_num  # the physical line, also right after quoted newlines

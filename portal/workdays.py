@@ -13,7 +13,13 @@ from functools import lru_cache
 
 import chinese_calendar
 
-__all__ = ["add_working_days", "is_working_day", "known", "working_days_between"]
+__all__ = [
+    "add_working_days",
+    "is_statutory_holiday",
+    "is_working_day",
+    "known",
+    "working_days_between",
+]
 
 
 def known(day: date) -> bool:
@@ -32,6 +38,20 @@ def is_working_day(day: date) -> bool:
         return chinese_calendar.is_workday(day)
     except NotImplementedError:
         return day.weekday() < 5
+
+
+@lru_cache(maxsize=8192)
+def is_statutory_holiday(day: date) -> bool:
+    """A day off by the State Council's notice (春节, 国庆, ...), not an ordinary weekend.
+
+    A weekend that falls inside a holiday (the Saturday of the Golden Week) is a holiday
+    too. Unknown years have no statutory holidays (see the module docstring).
+    """
+    try:
+        off, name = chinese_calendar.get_holiday_detail(day)
+    except NotImplementedError:
+        return False
+    return bool(off and name)
 
 
 def working_days_between(start: date, end: date) -> int:

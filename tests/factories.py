@@ -116,3 +116,31 @@ def approve_takedown(engine: Engine, rating_id: str, reason: str = "abuse") -> i
             note="",
         )
     return request_id
+
+
+@dataclass(frozen=True)
+class PhoneStaff:
+    call_agent: str = "CC1042"
+    sales_agent: str = "AG0001"
+    adjuster: str = "AD0001"
+    sales_agent_phone: str = "+8613700000001"  # the agent's own mobile (fraud signal)
+    other_agent: str = "CB0001"  # insurer B's
+
+
+def make_phone_staff(engine: Engine, phone_key: bytes) -> PhoneStaff:
+    """Call agent, sales agent and adjuster of insurer A (and one agent of B)."""
+    w, p = make_world(engine), PhoneStaff()
+    with engine.begin() as conn:
+        directory.import_staff(
+            conn,
+            [
+                directory.StaffRow(w.insurer_a, w.branch_a, p.call_agent, "赵热线", "call_agent"),
+                directory.StaffRow(
+                    w.insurer_a, w.branch_a, p.sales_agent, "钱销售", "agent", p.sales_agent_phone
+                ),
+                directory.StaffRow(w.insurer_a, w.branch_a, p.adjuster, "孙理赔", "adjuster"),
+                directory.StaffRow(w.insurer_b, w.branch_b, p.other_agent, "周坐席", "call_agent"),
+            ],
+            phone_key,
+        )
+    return p

@@ -144,3 +144,38 @@ def _tamper_first_rating(settings: Settings) -> None:
             text("UPDATE ratings SET score = score + 1 WHERE id = (SELECT min(id) FROM ratings)")
         )
     owner.dispose()
+
+
+def test_visits_import_and_client_rotate_revoke(run, tmp_path: Path) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from portal.stars import china_today
+
+    run("insurer", "add", "VX", "回访示范保险")
+    run("branch", "add", "VX", "VX-1", "回访示范中支", "430200")
+    staff = tmp_path / "staff.csv"
+    staff.write_text(
+        "insurer,branch,staff_no,name,role,phone\nVX,VX-1,AG1,钱销售,agent,13700000001\n",
+        encoding="utf-8",
+    )
+    assert run("staff", "import", str(staff), "--json")[0] == 0
+    day = (china_today() - timedelta(days=2)).isoformat()
+    csv = tmp_path / "visits.csv"
+    csv.write_text(
+        "insurer,kind,policy_no,phone,staff_no,date,customer\n"
+        f"VX,new_policy,P1,13800000001,AG1,{day},C1\n"
+        f"VX,new_policy,P2,not-a-phone,AG1,{day},C2\n",
+        encoding="utf-8",
+    )
+    code, out, err = run("visits", "import", str(csv), "--json")
+    body = json.loads(out)
+    assert code == 1 and body["added"] == 1
+    assert [(e["line"], e["field"]) for e in body["errors"]] == [(3, "phone")]
+    assert "line 3:" in err
+    code, out, _ = run("client", "add", "VX", "--json")
+    client_id = json.loads(out)["client_id"]
+    code, out, _ = run("client", "rotate", client_id, "--json")
+    assert code == 0 and json.loads(out)["secret"]
+    assert run("client", "revoke", client_id, "--json")[0] == 0
+    code, _, err = run("client", "rotate", client_id)
+    assert code == 1 and "no active API client" in err

@@ -7,7 +7,6 @@ button press rates it, exactly once, through portal.ratings.record(). Misuse sig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import audit, rollups, stars
-from portal.canonical import utc
+from portal.canonical import parts_fingerprint, utc
 from portal.credentials import device_for_token
 from portal.db import reading
 from portal.errors import Conflict, Invalid, NotFound
@@ -79,10 +78,6 @@ def authenticate(engine: Engine, token: str) -> Any:
     return device
 
 
-def _fingerprint(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
-
-
 def _staff(conn: Connection, insurer_id: int, staff_no: str) -> Any:
     row = conn.execute(
         select(Staff.id, Staff.staff_no, Staff.name).where(
@@ -136,7 +131,7 @@ def _open_session(
             field="ticket",
             code="invalid_ticket",
         )
-    fp = _fingerprint(staff_no, stage, ticket)
+    fp = parts_fingerprint(staff_no, stage, ticket)
     with engine.begin() as conn:
         existing = conn.execute(
             select(CounterSession).where(

@@ -66,6 +66,24 @@ def required_text(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def bool_field(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if not isinstance(value, bool):
+        raise BadRequest(
+            "The field %(name)s must be true or false.", field=name, code="wrong_type", name=name
+        )
+    return value
+
+
+def int_field(body: dict[str, Any], name: str) -> int:
+    value = body.get(name)
+    if type(value) is not int:  # bool is an int subclass; true is not a scale
+        raise BadRequest(
+            "The field %(name)s must be an integer.", field=name, code="wrong_type", name=name
+        )
+    return value
+
+
 def time_field(body: dict[str, Any], name: str) -> datetime:
     """ISO 8601 with an offset; a missing offset is a malformed request (400)."""
     raw = required_text(body, name)

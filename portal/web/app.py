@@ -29,6 +29,8 @@ from portal.web import (
     ledger_api,
     moderation_pages,
     openapi,
+    phone_api,
+    phone_pages,
     policies_api,
     public,
     public_api,
@@ -76,6 +78,8 @@ ROUTERS = (
     workspace.router,
     moderation_pages.router,
     threads.router,
+    phone_api.router,
+    phone_pages.router,
 )
 
 

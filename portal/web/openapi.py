@@ -355,8 +355,225 @@ _policies_op = _op(
 )
 _policies_op["security"] = [{"client": []}]
 
+PHONE_SCHEMAS: dict[str, Any] = {
+    "PhoneRatingIn": {
+        "type": "object",
+        "required": ["call_id", "kind", "stage", "digits", "scale", "occurred_at"],
+        "properties": {
+            "call_id": {**KEY, "description": "The call's id: idempotency key per client"},
+            "kind": {"type": "string", "enum": ["hotline", "return_visit"]},
+            "stage": STAGE,
+            "agent_no": {
+                "type": ["string", "null"],
+                "description": "hotline: the call agent rated (required)",
+            },
+            "digits": {"type": "string", "pattern": "^[1-5]$"},
+            "scale": {
+                "type": "integer",
+                "enum": [3, 5],
+                "description": "3: 1 satisfied, 2 basic, 3 dissatisfied; 5: 5 best, 1 worst",
+            },
+            "occurred_at": TIME,
+            "policy_no": {
+                "type": ["string", "null"],
+                "description": "return_visit: the policy of the visit (required); the sale "
+                "(stage issuance) or claim (stage claim) service is rated",
+            },
+            "caller_phone": {
+                "type": ["string", "null"],
+                "description": "return_visit: must be the number recorded on the task",
+            },
+        },
+    },
+    "PhoneCallIn": {
+        "type": "object",
+        "required": ["call_id", "agent_no", "survey_offered", "hung_up_before_survey"],
+        "properties": {
+            "call_id": KEY,
+            "agent_no": {"type": "string"},
+            "survey_offered": {
+                "type": "boolean",
+                "description": "the agent passed the caller to the keypad survey",
+            },
+            "hung_up_before_survey": {
+                "type": "boolean",
+                "description": "the caller ended the call before it could be offered",
+            },
+            "ended_at": {**TIME, "type": ["string", "null"], "description": "default: now"},
+        },
+    },
+    "PhoneCall": {
+        "type": "object",
+        "properties": {
+            "call_id": {"type": "string"},
+            "agent_no": {"type": "string"},
+            "survey_offered": {"type": "boolean"},
+            "hung_up_before_survey": {"type": "boolean"},
+            "ended_at": TIME,
+        },
+    },
+    "VisitsIn": {
+        "type": "object",
+        "required": ["visits"],
+        "properties": {
+            "visits": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "policy_no", "phone", "staff_no", "date", "customer"],
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["new_policy", "claim"]},
+                        "policy_no": {"type": "string"},
+                        "phone": {"type": "string", "description": "the customer's mobile"},
+                        "staff_no": {"type": "string", "description": "sales agent or adjuster"},
+                        "date": {
+                            "type": "string",
+                            "format": "date",
+                            "description": "issued or closed",
+                        },
+                        "customer": {
+                            "type": "string",
+                            "description": "your customer id (kept only as a keyed hash)",
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "DueVisits": {
+        "type": "object",
+        "properties": {
+            "date": {"type": "string", "format": "date"},
+            "call_day": {"type": "boolean", "description": "false on statutory holidays"},
+            "next_page": {"type": ["integer", "null"]},
+            "visits": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "task_id": {"type": "integer"},
+                        "kind": {"type": "string", "enum": ["new_policy", "claim"]},
+                        "stage": STAGE,
+                        "policy_no": {"type": "string"},
+                        "phone": {"type": "string", "description": "E.164"},
+                        "staff_no": {"type": "string"},
+                        "window": {"type": "string", "examples": ["09:30-12:00"]},
+                        "attempt": {"type": "integer", "minimum": 1, "maximum": 3},
+                        "cycle": {"type": "integer"},
+                        "due_until": {"type": "string", "format": "date"},
+                        "overdue": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    },
+    "AttemptIn": {
+        "type": "object",
+        "required": ["outcome", "at"],
+        "properties": {
+            "outcome": {
+                "type": "string",
+                "enum": ["answered", "no_answer", "refused", "wrong_number"],
+            },
+            "at": {
+                **TIME,
+                "description": "inside a call window; with the task, the idempotency key",
+            },
+        },
+    },
+    "VisitState": {
+        "type": "object",
+        "properties": {
+            "task_id": {"type": "integer"},
+            "status": {
+                "type": "string",
+                "enum": ["open", "reached", "rated", "refused", "unreachable"],
+            },
+            "attempts": {"type": "integer"},
+            "cycle": {"type": "integer"},
+        },
+    },
+}
+SCHEMAS.update(PHONE_SCHEMAS)
+
+
+def _signed(op: dict[str, Any]) -> dict[str, Any]:
+    op["security"] = [{"client": []}]
+    return op
+
+
+PHONE_PATHS: dict[str, Any] = {
+    "/api/v1/phone/ratings": {
+        "post": _signed(
+            _op(
+                "A keypad rating after a hotline call or a return visit",
+                {"201": _json(_ref("Receipt"), "Stored and committed")},
+                body="PhoneRatingIn",
+                created=True,
+            )
+        )
+    },
+    "/api/v1/phone/calls": {
+        "post": _signed(
+            _op(
+                "Every ended call, rated or not (addition to the contract): survey offer "
+                "and completion rates per agent",
+                {"201": _json(_ref("PhoneCall"), "Recorded")},
+                body="PhoneCallIn",
+                created=True,
+            )
+        )
+    },
+    "/api/v1/phone/return-visits": {
+        "get": _signed(
+            _op(
+                "The calls due on a day (call windows, holidays and the 3-attempt rule); "
+                "signed over an empty body",
+                {"200": _json(_ref("DueVisits"), "Due calls, 500 per page")},
+                params=[
+                    _param("date", "query", description="YYYY-MM-DD, default today (UTC+8)"),
+                    _param("page", "query", "integer"),
+                ],
+            )
+        ),
+        "post": _signed(
+            _op(
+                "New policies and closed claims to visit (addition to the contract; all "
+                "rows valid or nothing stored)",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                k: {"type": "integer"}
+                                for k in ("added", "updated", "unchanged", "reopened")
+                            },
+                        },
+                        "Counts",
+                    )
+                },
+                body="VisitsIn",
+            )
+        ),
+    },
+    "/api/v1/phone/return-visits/{task_id}/attempts": {
+        "post": _signed(
+            _op(
+                "Record a call attempt; a third unanswered one makes the task unreachable",
+                {"201": _json(_ref("VisitState"), "Recorded")},
+                body="AttemptIn",
+                params=[_param("task_id", "path", "integer")],
+                created=True,
+            )
+        )
+    },
+}
+
 PATHS: dict[str, Any] = {
     "/api/v1/policies": {"post": _policies_op},
+    **PHONE_PATHS,
     "/api/v1/counter/device": {
         "get": _op(
             "The paired device's branch and staff (addition to the contract)",

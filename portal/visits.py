@@ -1,0 +1,644 @@
+"""Return-visit campaigns (回访): tasks from new policies and closed claims, the calls due
+each day, call attempts, unreachable numbers handed back for correction, and the keypad
+rating that completes a task. The scheduling rules are in portal.visit_schedule (pure).
+
+The number to dial is kept in clear on the task (the call centre must dial it) and as a
+keyed hash, which is what the fraud signals compare; pages show it masked.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, or_, select, update
+
+from portal import policies
+from portal.canonical import utc
+from portal.errors import Conflict, Invalid, NotFound, PortalError
+from portal.models import Insurer, Rating, Staff, VisitAttempt, VisitTask
+from portal.policies import ImportReport, RowError
+from portal.visit_schedule import (
+    KINDS,
+    MAX_ATTEMPTS,
+    china_day,
+    cycle_from,
+    first_cycle,
+    in_call_window,
+    is_call_day,
+    window_for,
+)
+
+COLUMNS = ("insurer", "kind", "policy_no", "phone", "staff_no", "date", "customer")
+STATUSES = ("open", "reached", "rated", "refused", "unreachable")
+OUTCOMES = ("answered", "no_answer", "refused", "wrong_number")
+FINISHED = ("reached", "rated", "refused")
+MAX_AGE_DAYS = 90  # an older sale or claim is past any return visit
+PAGE = 500  # due-list entries per page
+CHUNK = 2000  # rows per INSERT and per IN (...) lookup
+TASKS: Any = VisitTask.__table__
+ATTEMPTS: Any = VisitAttempt.__table__
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class VisitIn:
+    """One checked row: a task to create or update."""
+
+    insurer_id: int
+    kind: str
+    policy_no: str
+    phone: str  # E.164
+    phone_hash: str
+    customer_hash: str
+    staff_id: int
+    event_date: date
+
+    @property
+    def key(self) -> tuple[int, str, str]:
+        return self.insurer_id, self.kind, self.policy_no
+
+
+@dataclass
+class VisitReport(ImportReport):
+    """Like a policy import, plus unreachable tasks reopened by a corrected number."""
+
+    reopened: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return super().as_json() | {"reopened": self.reopened}
+
+
+class _Lookup:
+    """Insurer and staff codes to ids, loaded once per insurer (imports are large)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.insurers: dict[str, int] = {}
+        self.staff: dict[int, dict[str, int]] = {}
+
+    def insurer(self, code: str) -> int:
+        code = code.strip().upper()
+        if code not in self.insurers:
+            row = self.conn.execute(select(Insurer.id).where(Insurer.code == code[:16])).first()
+            if row is None:
+                raise Invalid(
+                    "Unknown insurer “%(value)s”.",
+                    field="insurer",
+                    code="unknown_insurer",
+                    value=code[:40],
+                )
+            self.insurers[code] = int(row.id)
+        return self.insurers[code]
+
+    def staff_id(self, insurer_id: int, staff_no: str) -> int:
+        if insurer_id not in self.staff:
+            rows = self.conn.execute(
+                select(Staff.staff_no, Staff.id).where(Staff.insurer_id == insurer_id, Staff.active)
+            )
+            self.staff[insurer_id] = {r.staff_no: int(r.id) for r in rows}
+        found = self.staff[insurer_id].get(staff_no.strip())
+        if found is None:
+            raise Invalid(
+                "This insurer has no staff member with number “%(staff_no)s”.",
+                field="staff_no",
+                code="unknown_staff",
+                staff_no=staff_no.strip()[:40],
+            )
+        return found
+
+
+def _kind(value: str) -> str:
+    kind = value.strip()
+    if kind not in KINDS:
+        raise Invalid(
+            "Unknown kind “%(value)s”: use new_policy or claim.",
+            field="kind",
+            code="invalid_kind",
+            value=kind[:40],
+        )
+    return kind
+
+
+def _event_date(value: str, today: date) -> date:
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid("Write the date as YYYY-MM-DD.", field="date", code="invalid_date") from None
+    if day > today:
+        raise Invalid(
+            "The date %(value)s is in the future.",
+            field="date",
+            code="date_in_future",
+            value=day.isoformat(),
+        )
+    if day < today - timedelta(days=MAX_AGE_DAYS):
+        raise Invalid(
+            "The date %(value)s is more than %(days)s days ago: too late for a return visit.",
+            field="date",
+            code="date_too_old",
+            value=day.isoformat(),
+            days=MAX_AGE_DAYS,
+        )
+    return day
+
+
+def customer_hash(key: bytes, raw: str) -> str:
+    """The insurer's customer id (number or ID card) as a keyed hash, never in clear."""
+    value = "".join(unicodedata.normalize("NFKC", raw).split()).upper()
+    if not value or len(value) > 64 or not value.isprintable():
+        raise Invalid(
+            "A customer id of 1 to 64 characters is required.",
+            field="customer",
+            code="invalid_customer",
+        )
+    return policies.phone_hash(key, "customer:" + value)
+
+
+def check_row(
+    lookup: _Lookup, insurer_id: int, item: Mapping[str, Any], key: bytes, today: date
+) -> VisitIn:
+    """One visit (a CSV record or an API object) checked and normalised, or Invalid."""
+    phone = policies.normalise_phone(item["phone"])
+    return VisitIn(
+        insurer_id=insurer_id,
+        kind=_kind(item["kind"]),
+        policy_no=policies.normalise_policy_no(item["policy_no"]),
+        phone=phone,
+        phone_hash=policies.phone_hash(key, phone),
+        customer_hash=customer_hash(key, item["customer"]),
+        staff_id=lookup.staff_id(insurer_id, item["staff_no"]),
+        event_date=_event_date(item["date"], today),
+    )
+
+
+def _check_csv_record(
+    lookup: _Lookup, rec: dict[str | Any, Any], key: bytes, today: date
+) -> VisitIn:
+    if None in rec or any(v is None for v in rec.values()):
+        raise Invalid(
+            "Expected 7 columns: %(cols)s.", field="file", code="bad_row", cols=",".join(COLUMNS)
+        )
+    insurer = rec["insurer"].replace("\x00", "\\0")  # PostgreSQL refuses NUL parameters
+    return check_row(lookup, lookup.insurer(insurer), rec, key, today)
+
+
+def import_csv(
+    conn: Connection,
+    data: str,
+    key: bytes,
+    today: date,
+    progress: Progress | None = None,
+) -> VisitReport:
+    """Import visit rows in the caller's transaction: good rows stored, bad rows reported
+    with their line numbers. A row is checked completely before anything is written."""
+    reader, report, lookup = policies.csv_reader(data, COLUMNS), VisitReport(), _Lookup(conn)
+    good: dict[tuple[int, str, str], tuple[int, VisitIn]] = {}
+    for n, rec in enumerate(reader, start=1):
+        line = reader.line_num
+        try:
+            visit = _check_csv_record(lookup, rec, key, today)
+            if visit.key in good:
+                raise Invalid(
+                    "The same visit is already on line %(line)s.",
+                    field="policy_no",
+                    code="duplicate",
+                    line=good[visit.key][0],
+                )
+            good[visit.key] = (line, visit)
+        except PortalError as err:
+            report.errors.append(RowError(line, err))
+        if progress and n % 1000 == 0:
+            progress(1000)
+    apply(conn, list(good.values()), today, report)
+    if progress:
+        progress(reader.line_num)  # the rest; a bar clamps at its length
+    return report
+
+
+def apply(
+    conn: Connection, rows: list[tuple[int, VisitIn]], today: date, report: VisitReport
+) -> VisitReport:
+    """Create new tasks in batches; update, reopen or refuse to change existing ones."""
+    now = datetime.now(UTC)
+    existing = _existing(conn, [v.key for _, v in rows])
+    new: list[dict[str, Any]] = []
+    for line, visit in rows:
+        row = existing.get(visit.key)
+        if row is None:
+            new.append(_new_task(visit, now))
+            continue
+        try:
+            outcome = _update(conn, row, visit, today, now)
+        except PortalError as err:
+            report.errors.append(RowError(line, err))
+            continue
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    for start in range(0, len(new), CHUNK):
+        conn.execute(TASKS.insert(), new[start : start + CHUNK])
+    report.added += len(new)
+    report.errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _existing(
+    conn: Connection, keys: list[tuple[int, str, str]]
+) -> dict[tuple[int, str, str], Any]:
+    by_insurer: dict[int, list[str]] = {}
+    for insurer_id, _, policy_no in keys:
+        by_insurer.setdefault(insurer_id, []).append(policy_no)
+    found: dict[tuple[int, str, str], Any] = {}
+    for insurer_id, numbers in by_insurer.items():
+        unique = sorted(set(numbers))
+        for start in range(0, len(unique), CHUNK):
+            rows = conn.execute(
+                select(VisitTask).where(
+                    VisitTask.insurer_id == insurer_id,
+                    VisitTask.policy_no.in_(unique[start : start + CHUNK]),
+                )
+            )
+            found.update({(r.insurer_id, r.kind, r.policy_no): r for r in rows})
+    return found
+
+
+def _new_task(visit: VisitIn, now: datetime) -> dict[str, Any]:
+    due_from, due_until = first_cycle(visit.kind, visit.event_date)
+    return dict(
+        insurer_id=visit.insurer_id,
+        kind=visit.kind,
+        policy_no=visit.policy_no,
+        phone=visit.phone,
+        phone_hash=visit.phone_hash,
+        customer_hash=visit.customer_hash,
+        staff_id=visit.staff_id,
+        event_date=visit.event_date,
+        cycle=1,
+        due_from=due_from,
+        due_until=due_until,
+        attempts=0,
+        status="open",
+        created_at=now,
+    )
+
+
+def _update(conn: Connection, row: Any, visit: VisitIn, today: date, now: datetime) -> str:
+    """added|updated|reopened|unchanged for a task that exists already."""
+    same = (row.phone_hash, row.staff_id, row.event_date, row.customer_hash) == (
+        visit.phone_hash,
+        visit.staff_id,
+        visit.event_date,
+        visit.customer_hash,
+    )
+    if same:
+        return "unchanged"
+    if row.status in FINISHED:
+        raise Invalid(
+            "The return visit of this policy is finished (%(status)s); it can no longer change.",
+            field="policy_no",
+            code="visit_finished",
+            status=row.status,
+        )
+    values: dict[str, Any] = dict(
+        phone=visit.phone,
+        phone_hash=visit.phone_hash,
+        customer_hash=visit.customer_hash,
+        staff_id=visit.staff_id,
+        event_date=visit.event_date,
+        updated_at=now,
+    )
+    if row.status == "unreachable" and row.phone_hash != visit.phone_hash:
+        values |= _new_cycle(row, today)
+        outcome = "reopened"
+    else:
+        outcome = "updated"
+        if row.cycle == 1 and row.attempts == 0:
+            values["due_from"], values["due_until"] = first_cycle(visit.kind, visit.event_date)
+    conn.execute(TASKS.update().where(VisitTask.id == row.id).values(**values))
+    return outcome
+
+
+def _new_cycle(row: Any, today: date) -> dict[str, Any]:
+    due_from, due_until = cycle_from(today)
+    return dict(
+        cycle=row.cycle + 1,
+        attempts=0,
+        last_attempt_on=None,
+        status="open",
+        due_from=due_from,
+        due_until=due_until,
+    )
+
+
+def _task(conn: Connection, insurer_id: int, task_id: int) -> Any:
+    row = conn.execute(
+        select(VisitTask).where(VisitTask.id == task_id, VisitTask.insurer_id == insurer_id)
+    ).first()
+    if row is None:
+        raise NotFound("There is no return visit %(id)s of your company.", id=task_id)
+    return row
+
+
+def correct_phone(
+    conn: Connection, insurer_id: int, task_id: int, raw_phone: str, key: bytes, today: date
+) -> Any:
+    """The insurer's corrected number for an unreachable task: a new cycle starts today."""
+    task = _task(conn, insurer_id, task_id)
+    if task.status != "unreachable":
+        raise Conflict(
+            "Only an unreachable return visit gets a corrected number.",
+            field="phone",
+            code="not_unreachable",
+        )
+    phone = policies.normalise_phone(raw_phone)
+    digest = policies.phone_hash(key, phone)
+    if digest == task.phone_hash:
+        raise Invalid(
+            "This is the number that could not be reached; enter the corrected one.",
+            field="phone",
+            code="same_phone",
+        )
+    values = dict(phone=phone, phone_hash=digest, updated_at=datetime.now(UTC))
+    conn.execute(
+        TASKS.update().where(VisitTask.id == task.id).values(**values, **_new_cycle(task, today))
+    )
+    return _task(conn, insurer_id, task_id)
+
+
+def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str, Any]:
+    """The calls due on `day`: open tasks whose cycle has begun, not yet tried that day,
+    with fewer than 3 attempts; each with the window its next attempt belongs in."""
+    if not is_call_day(day):
+        return {"date": day.isoformat(), "call_day": False, "visits": [], "next_page": None}
+    rows = conn.execute(
+        select(TASKS, Staff.staff_no)
+        .join(Staff, Staff.id == VisitTask.staff_id)
+        .where(
+            VisitTask.insurer_id == insurer_id,
+            VisitTask.status == "open",
+            VisitTask.due_from <= day,
+            VisitTask.attempts < MAX_ATTEMPTS,
+            or_(VisitTask.last_attempt_on.is_(None), VisitTask.last_attempt_on != day),
+        )
+        .order_by(VisitTask.due_until, VisitTask.id)
+        .offset((page - 1) * PAGE)
+        .limit(PAGE + 1)
+    ).all()
+    visits = [_due_entry(r, day) for r in rows[:PAGE]]
+    return {
+        "date": day.isoformat(),
+        "call_day": True,
+        "visits": visits,
+        "next_page": page + 1 if len(rows) > PAGE else None,
+    }
+
+
+def _due_entry(task: Any, day: date) -> dict[str, Any]:
+    window = window_for(day, task.attempts)
+    assert window is not None  # a call day has windows
+    return {
+        "task_id": task.id,
+        "kind": task.kind,
+        "stage": KINDS[task.kind],
+        "policy_no": task.policy_no,
+        "phone": task.phone,
+        "staff_no": task.staff_no,
+        "window": window.label,
+        "attempt": task.attempts + 1,
+        "cycle": task.cycle,
+        "due_until": task.due_until.isoformat(),
+        "overdue": day > task.due_until,
+    }
+
+
+def record_attempt(
+    conn: Connection,
+    insurer_id: int,
+    task_id: int,
+    outcome: str,
+    at: datetime,
+    source: str,
+    skew: int = 120,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """One call attempt. The same task and time again is a replay (same answer)."""
+    now = now or datetime.now(UTC)
+    if outcome not in OUTCOMES:
+        raise Invalid(
+            "Unknown outcome “%(value)s”: use answered, no_answer, refused or wrong_number.",
+            field="outcome",
+            code="invalid_outcome",
+            value=outcome[:40],
+        )
+    task = _task(conn, insurer_id, task_id)
+    prior = conn.execute(
+        select(VisitAttempt.outcome).where(
+            VisitAttempt.task_id == task.id, VisitAttempt.at == utc(at)
+        )
+    ).first()
+    if prior is not None:
+        if prior.outcome != outcome:
+            raise Conflict(
+                "An attempt at this time was already recorded with another outcome.",
+                field="at",
+                code="idempotency_conflict",
+            )
+        return _state(task, replayed=True)
+    _check_attempt(task, at, now + timedelta(seconds=skew))
+    attempts = task.attempts + 1
+    status = {
+        "answered": "reached",
+        "refused": "refused",
+        "wrong_number": "unreachable",
+        "no_answer": "unreachable" if attempts >= MAX_ATTEMPTS else "open",
+    }[outcome]
+    done = conn.execute(
+        update(VisitTask)
+        .where(
+            VisitTask.id == task.id, VisitTask.status == "open", VisitTask.attempts == task.attempts
+        )
+        .values(
+            attempts=attempts,
+            status=status,
+            last_attempt_on=china_day(at),
+            updated_at=now,
+        )
+    )
+    if done.rowcount != 1:  # a concurrent attempt won: record nothing
+        raise Conflict(
+            "Another attempt was recorded at the same moment; retry.", code="concurrent_attempt"
+        )
+    conn.execute(
+        ATTEMPTS.insert().values(
+            task_id=task.id,
+            cycle=task.cycle,
+            outcome=outcome,
+            at=utc(at),
+            source=source,
+            recorded_at=now,
+        )
+    )
+    return _state(_task(conn, insurer_id, task_id), replayed=False)
+
+
+def _check_attempt(task: Any, at: datetime, latest: datetime) -> None:
+    if utc(at) > latest:
+        raise Invalid(
+            "The time %(value)s is in the future.",
+            field="at",
+            code="time_in_future",
+            value=at.isoformat(),
+        )
+    if not in_call_window(at):
+        raise Invalid(
+            "%(value)s is outside the call windows: customers are called only in them.",
+            field="at",
+            code="outside_call_window",
+            value=at.isoformat(),
+        )
+    if china_day(at) < task.due_from:
+        raise Invalid(
+            "This return visit is due from %(day)s.",
+            field="at",
+            code="not_due_yet",
+            day=task.due_from.isoformat(),
+        )
+    if task.status != "open":
+        raise Conflict(
+            "This return visit is no longer open (%(status)s).",
+            field="task_id",
+            code="visit_closed",
+            status=task.status,
+        )
+
+
+def _state(task: Any, replayed: bool) -> dict[str, Any]:
+    return {
+        "task_id": task.id,
+        "status": task.status,
+        "attempts": task.attempts,
+        "cycle": task.cycle,
+        "replayed": replayed,
+    }
+
+
+def task_for_rating(
+    conn: Connection,
+    insurer_id: int,
+    stage: str,
+    policy_no: str,
+    source: str,
+    key: str,
+) -> Any:
+    """The task a return-visit keypad rating completes (with its staff_no), or Invalid."""
+    kind = next((k for k, s in KINDS.items() if s == stage), None)
+    if kind is None:
+        raise Invalid(
+            "A return visit rates the sale (issuance) or a claim.",
+            field="stage",
+            code="invalid_stage",
+        )
+    task = conn.execute(
+        select(VisitTask.id, VisitTask.phone, VisitTask.rating_id, Staff.staff_no)
+        .join(Staff, Staff.id == VisitTask.staff_id)
+        .where(
+            VisitTask.insurer_id == insurer_id,
+            VisitTask.kind == kind,
+            VisitTask.policy_no == policies.normalise_policy_no(policy_no),
+        )
+    ).first()
+    if task is None:
+        raise Invalid(
+            "Policy %(policy_no)s has no %(kind)s return visit of this insurer.",
+            field="policy_no",
+            code="unknown_visit",
+            policy_no=policy_no[:40],
+            kind=kind,
+        )
+    used = conn.execute(
+        select(Rating.id).where(Rating.source == source, Rating.idempotency_key == key)
+    ).scalar()
+    if used is not None and used != task.rating_id:
+        raise Conflict(
+            "This idempotency key was already used for a different rating.",
+            field="call_id",
+            code="idempotency_conflict",
+        )
+    if task.rating_id is not None and used is None:
+        raise Conflict(
+            "This return visit has already been rated.",
+            field="policy_no",
+            code="visit_already_rated",
+        )
+    return task
+
+
+def complete(conn: Connection, task_id: int, rating: dict[str, Any]) -> None:
+    """Inside the rating's transaction: the keypad score completes its task, once."""
+    done = conn.execute(
+        update(VisitTask)
+        .where(VisitTask.id == task_id, VisitTask.rating_id.is_(None))
+        .values(status="rated", rating_id=rating["id"], updated_at=rating["recorded_at"])
+    )
+    if done.rowcount != 1:  # a concurrent rating won: roll this one back
+        raise Conflict(
+            "This return visit has already been rated.",
+            field="policy_no",
+            code="visit_already_rated",
+        )
+
+
+def rows_from_api(
+    conn: Connection, insurer_id: int, items: Iterable[Mapping[str, Any]], key: bytes, today: date
+) -> list[tuple[int, VisitIn]]:
+    """API rows: all valid or an Invalid naming the first bad one (visits[i].field)."""
+    lookup, rows, seen = _Lookup(conn), [], set()
+    for i, item in enumerate(items):
+        try:
+            visit = check_row(lookup, insurer_id, item, key, today)
+            if visit.key in seen:
+                raise Invalid(
+                    "The same visit is twice in this request.", field="policy_no", code="duplicate"
+                )
+        except Invalid as err:
+            err.field = f"visits[{i}].{err.field}"
+            raise
+        seen.add(visit.key)
+        rows.append((i, visit))
+    return rows
+
+
+def counts(conn: Connection, insurer_id: int, today: date) -> dict[str, int]:
+    """Campaign progress: tasks per status, and how many calls are due today."""
+    by_status = dict(
+        conn.execute(
+            select(VisitTask.status, func.count())
+            .where(VisitTask.insurer_id == insurer_id)
+            .group_by(VisitTask.status)
+        ).all()
+    )
+    out = {s: int(by_status.get(s, 0)) for s in STATUSES}
+    out["total"] = sum(out.values())
+    out["reached"] += out["rated"]  # every rated customer was reached
+    out["due_today"] = _due_count(conn, insurer_id, today)
+    return out
+
+
+def _due_count(conn: Connection, insurer_id: int, day: date) -> int:
+    if not is_call_day(day):
+        return 0
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(VisitTask)
+            .where(
+                VisitTask.insurer_id == insurer_id,
+                VisitTask.status == "open",
+                VisitTask.due_from <= day,
+                VisitTask.attempts < MAX_ATTEMPTS,
+                or_(VisitTask.last_attempt_on.is_(None), VisitTask.last_attempt_on != day),
+            )
+        ).scalar_one()
+    )

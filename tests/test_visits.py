@@ -1,0 +1,258 @@
+"""Return-visit campaigns with a fixed calendar: 2026 Mid-Autumn (25 Sep) and National
+Day (1-7 Oct) are statutory holidays; Sun 20 Sep and Sat 10 Oct are make-up working days."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+
+from portal import phone_reports, visits
+from portal.channels import phone
+from portal.config import Settings
+from portal.credentials import add_client
+from portal.errors import Conflict, Invalid
+from portal.models import ApiClient, Insurer, VisitTask
+from portal.secrets_files import ensure_key_file
+from tests.factories import CHINA, make_phone_staff
+
+IMPORTED = date(2026, 9, 22)  # the day the campaign files are imported
+
+
+@pytest.fixture
+def campaign(engine: Engine, settings: Settings) -> dict[str, Any]:
+    """A fresh insurer (counts are exact) with a sales agent, an adjuster and a client."""
+    key = ensure_key_file(settings.phone_key_path)
+    make_phone_staff(engine, key)
+    code = "V" + uuid.uuid4().hex[:6].upper()
+    from portal import directory
+
+    with engine.begin() as conn:
+        directory.add_insurer(conn, code, "回访测试保险")
+        directory.add_branch(conn, code, "B1", "回访测试中支", "430200")
+        directory.import_staff(
+            conn,
+            [
+                directory.StaffRow(code, "B1", "AG1", "钱销售", "agent", "13700000009"),
+                directory.StaffRow(code, "B1", "AD1", "孙理赔", "adjuster"),
+            ],
+            key,
+        )
+        client_id, _ = add_client(conn, code)
+        client = conn.execute(select(ApiClient).where(ApiClient.client_id == client_id)).one()
+        insurer_id = conn.execute(select(Insurer.id).where(Insurer.code == code)).scalar_one()
+    return {"code": code, "key": key, "client": client, "insurer_id": insurer_id}
+
+
+def import_rows(engine: Engine, c: dict[str, Any], *rows: str, today: date = IMPORTED) -> Any:
+    data = "insurer,kind,policy_no,phone,staff_no,date,customer\n" + "".join(
+        f"{c['code']},{r}\n" for r in rows
+    )
+    with engine.begin() as conn:
+        return visits.import_csv(conn, data, c["key"], today)
+
+
+def due(engine: Engine, c: dict[str, Any], day: date) -> dict[str, tuple[str, int]]:
+    """policy_no -> (window, attempt) of the calls due that day."""
+    with engine.connect() as conn:
+        listing = visits.due(conn, c["insurer_id"], day)
+    return {v["policy_no"]: (v["window"], v["attempt"]) for v in listing["visits"]}
+
+
+def attempt(engine: Engine, c: dict[str, Any], policy: str, outcome: str, at: str) -> Any:
+    moment = datetime.fromisoformat(at).replace(tzinfo=CHINA)
+    with engine.begin() as conn:
+        task_id = conn.execute(
+            select(VisitTask.id).where(
+                VisitTask.insurer_id == c["insurer_id"], VisitTask.policy_no == policy
+            )
+        ).scalar_one()
+        return visits.record_attempt(
+            conn, c["insurer_id"], task_id, outcome, moment, "test", now=moment
+        )
+
+
+def task(engine: Engine, c: dict[str, Any], policy: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(VisitTask).where(
+                VisitTask.insurer_id == c["insurer_id"], VisitTask.policy_no == policy
+            )
+        ).one()
+
+
+def test_due_lists_day_by_day_across_holidays_and_make_up_days(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    report = import_rows(
+        engine,
+        c,
+        "new_policy,P-WEEKEND,13800000001,AG1,2026-09-18,CUST1",  # due from Sat 19 Sep
+        "new_policy,P-HOLIDAY,13800000002,AG1,2026-09-22,CUST2",  # its week meets 25 Sep
+        "claim,C-GOLDEN,13800000003,AD1,2026-09-10,CUST3",  # 14th day: Thu 24 Sep
+    )
+    assert report.added == 3 and not report.errors
+    assert (task(engine, c, "P-HOLIDAY").due_from, task(engine, c, "P-HOLIDAY").due_until) == (
+        date(2026, 9, 23),
+        date(2026, 10, 9),  # 7 call days: 23, 24, 28, 29, 30 Sep, 8, 9 Oct
+    )
+    assert task(engine, c, "C-GOLDEN").due_until == date(2026, 10, 10)  # make-up Saturday
+    expected = {
+        date(2026, 9, 18): {},  # issued today: due from tomorrow
+        date(2026, 9, 19): {"P-WEEKEND": ("10:30-12:30", 1)},  # ordinary Saturday
+        date(2026, 9, 20): {"P-WEEKEND": ("09:30-12:00", 1)},  # make-up Sunday: weekday
+        date(2026, 9, 23): {"P-WEEKEND": ("09:30-12:00", 1), "P-HOLIDAY": ("09:30-12:00", 1)},
+        date(2026, 9, 25): {},  # Mid-Autumn Festival: nobody is called
+        date(2026, 9, 27): {},  # a Sunday inside the holiday
+        date(2026, 10, 3): {},  # National Day
+    }
+    for day, calls in expected.items():
+        assert due(engine, c, day) == calls, day
+    assert set(due(engine, c, date(2026, 9, 24))) == {"P-WEEKEND", "P-HOLIDAY", "C-GOLDEN"}
+    assert due(engine, c, date(2026, 10, 10))["C-GOLDEN"] == ("09:30-12:00", 1)  # make-up Sat
+
+
+def test_three_attempts_then_unreachable_and_a_corrected_number_reopens(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    import_rows(engine, c, "claim,C-TRY,13800000011,AD1,2026-09-10,CUST11")
+    with pytest.raises(Invalid, match="call windows"):  # the Mid-Autumn holiday
+        attempt(engine, c, "C-TRY", "no_answer", "2026-09-25T10:00:00")
+    with pytest.raises(Invalid, match="call windows"):  # 22:00 on a working day
+        attempt(engine, c, "C-TRY", "no_answer", "2026-09-24T22:00:00")
+    assert attempt(engine, c, "C-TRY", "no_answer", "2026-09-24T10:00:00")["attempts"] == 1
+    assert "C-TRY" not in due(engine, c, date(2026, 9, 24))  # tried today already
+    assert due(engine, c, date(2026, 9, 28))["C-TRY"] == ("14:30-17:30", 2)  # another time
+    attempt(engine, c, "C-TRY", "no_answer", "2026-09-28T15:00:00")
+    assert due(engine, c, date(2026, 9, 29))["C-TRY"] == ("19:00-21:00", 3)
+    state = attempt(engine, c, "C-TRY", "no_answer", "2026-09-29T19:30:00")
+    assert state["status"] == "unreachable" and state["attempts"] == 3
+    replay = attempt(engine, c, "C-TRY", "no_answer", "2026-09-29T19:30:00")
+    assert replay["replayed"] and replay["attempts"] == 3  # the same report again
+    assert "C-TRY" not in due(engine, c, date(2026, 9, 30))
+    with pytest.raises(Conflict):  # a fourth attempt in the cycle
+        attempt(engine, c, "C-TRY", "no_answer", "2026-09-30T10:00:00")
+    with engine.connect() as conn:
+        back = phone_reports.unreachable(conn, c["insurer_id"])
+    assert [(t["policy_no"], t["phone"]) for t in back] == [("C-TRY", "138****0011")]
+    task_id = back[0]["id"]
+    with engine.begin() as conn, pytest.raises(Invalid, match="could not be reached"):
+        visits.correct_phone(
+            conn, c["insurer_id"], task_id, "13800000011", c["key"], date(2026, 9, 30)
+        )
+    with engine.begin() as conn:
+        visits.correct_phone(
+            conn, c["insurer_id"], task_id, "139 0000 0011", c["key"], date(2026, 9, 30)
+        )
+    assert due(engine, c, date(2026, 9, 30))["C-TRY"] == ("09:30-12:00", 1)  # cycle 2
+    reopened = task(engine, c, "C-TRY")
+    assert (reopened.cycle, reopened.phone, reopened.due_until) == (
+        2,
+        "+8613900000011",
+        date(2026, 10, 13),  # 30 Sep and 8-13 Oct: the Golden Week does not count
+    )
+    assert attempt(engine, c, "C-TRY", "wrong_number", "2026-10-08T09:45:00")["status"] == (
+        "unreachable"
+    )  # a wrong number goes straight back to the insurer
+
+
+def rate(engine: Engine, c: dict[str, Any], policy: str, stage: str, **over: Any) -> Any:
+    keypad = phone.KeypadRating(
+        call_id=over.pop("call_id", f"RV-{uuid.uuid4().hex[:10]}"),
+        kind="return_visit",
+        stage=stage,
+        digits=over.pop("digits", "5"),
+        scale=5,
+        occurred_at=datetime(2026, 9, 24, 10, 5, tzinfo=CHINA),
+        policy_no=policy,
+        **over,
+    )
+    return phone.rate(engine, c["client"], keypad)
+
+
+def test_a_keypad_rating_completes_its_visit(engine: Engine, campaign: dict[str, Any]) -> None:
+    c = campaign
+    import_rows(
+        engine,
+        c,
+        "new_policy,P-RATED,13800000021,AG1,2026-09-22,CUST21",
+        "claim,C-RATED,13800000022,AD1,2026-09-10,CUST22",
+    )
+    attempt(engine, c, "P-RATED", "answered", "2026-09-24T10:00:00")
+    receipt = rate(engine, c, "P-RATED", "issuance", call_id="RV-1-" + c["code"])
+    done = task(engine, c, "P-RATED")
+    assert (done.status, done.rating_id) == ("rated", receipt.id)
+    again = rate(engine, c, "P-RATED", "issuance", call_id="RV-1-" + c["code"])
+    assert again.replayed and again.id == receipt.id
+    with pytest.raises(Conflict, match="already been rated"):
+        rate(engine, c, "P-RATED", "issuance")
+    with pytest.raises(Invalid, match="not the one recorded"):
+        rate(engine, c, "C-RATED", "claim", caller_phone="13800009999")
+    with pytest.raises(Invalid, match="no claim return visit"):
+        rate(engine, c, "P-RATED", "claim")
+    rate(engine, c, "C-RATED", "claim", digits="2", caller_phone="138 0000 0022")
+    assert task(engine, c, "C-RATED").status == "rated"
+    assert set(due(engine, c, date(2026, 9, 28))) == set()
+    with engine.connect() as conn:
+        progress = visits.counts(conn, c["insurer_id"], date(2026, 9, 28))
+        agents = {a["staff_no"]: a for a in phone_reports.visits_by_agent(conn, c["insurer_id"])}
+    assert (progress["rated"], progress["reached"], progress["due_today"]) == (2, 2, 0)
+    assert (agents["AG1"]["rated"], agents["AG1"]["mean"]) == (1, 100.0)  # the sale: 5 of 5
+    assert (agents["AD1"]["rated"], agents["AD1"]["mean"]) == (1, 25.0)  # the claim: 2 of 5
+
+
+def test_csv_rows_checked_one_by_one(engine: Engine, campaign: dict[str, Any]) -> None:
+    c = campaign
+    report = import_rows(
+        engine,
+        c,
+        "new_policy,P-OK1,13800000031,AG1,2026-09-17,CUST31",
+        "new_policy,P-BAD1,12345,AG1,2026-09-17,CUST32",
+        "new_policy,P-BAD2,13800000033,NOBODY,2026-09-17,CUST33",
+        "renewal,P-BAD3,13800000034,AG1,2026-09-17,CUST34",
+        "claim,C-BAD4,13800000035,AD1,2026-09-30,CUST35",
+        "new_policy,P-OK1,13800000036,AG1,2026-09-17,CUST36",
+        "claim,C-OK2,+86 138 0000 0037,AD1,2026-09-01,CUST37",
+    )
+    assert report.added == 2
+    assert [(e.line, e.error.code) for e in report.errors] == [
+        (3, "invalid_phone"),
+        (4, "unknown_staff"),
+        (5, "invalid_kind"),
+        (6, "date_in_future"),
+        (7, "duplicate"),
+    ]
+    assert task(engine, c, "C-OK2").phone == "+8613800000037"
+    with engine.connect() as conn:
+        count = conn.execute(
+            select(VisitTask.policy_no).where(VisitTask.insurer_id == c["insurer_id"])
+        ).all()
+    assert sorted(r.policy_no for r in count) == ["C-OK2", "P-OK1"]
+    again = import_rows(engine, c, "new_policy,P-OK1,13800000031,AG1,2026-09-17,CUST31")
+    assert again.unchanged == 1 and again.added == 0
+
+
+def test_fraud_signals(engine: Engine, campaign: dict[str, Any]) -> None:
+    c = campaign
+    import_rows(
+        engine,
+        c,
+        "new_policy,P-SELF,137 0000 0009,AG1,2026-09-17,CUST41",  # the agent's own phone
+        "new_policy,P-S1,13800000050,AG1,2026-09-17,CUST51",
+        "new_policy,P-S2,13800000050,AG1,2026-09-17,CUST52",
+        "new_policy,P-S3,13800000050,AG1,2026-09-17,CUST53",
+        "new_policy,P-FAM1,13800000060,AG1,2026-09-17,CUST61",  # one customer, 2 policies
+        "new_policy,P-FAM2,13800000060,AG1,2026-09-17,CUST61",
+    )
+    with engine.connect() as conn:
+        own = phone_reports.agent_phone_signals(conn, c["insurer_id"])
+        shared = phone_reports.shared_phone_signals(conn, c["insurer_id"])
+    assert [(s["policy_no"], s["owner_no"]) for s in own] == [("P-SELF", "AG1")]
+    assert [(s["phone"], s["customers"], s["agents"]) for s in shared] == [
+        ("138****0050", 3, [("AG1", 3)])
+    ]
