@@ -21,7 +21,7 @@ from moderation.screening import screen
 from portal import audit
 from portal.canonical import utc
 from portal.errors import Conflict, Invalid, NotFound
-from portal.models import Insurer, Rating, RatingText, Reply, ScreeningFlag
+from portal.models import Insurer, Rating, RatingText, ScreeningFlag
 
 OUTCOMES = ("kept", "takedown")
 FLAG = ScreeningFlag
@@ -34,7 +34,7 @@ def flag_texts(
     at = now or datetime.now(UTC)
     rows = [
         {"rating_id": rid, "reply_id": reply_id, "terms": json.dumps(hits, ensure_ascii=False),
-         "flagged_at": at}
+         "text": text, "flagged_at": at}
         for rid, text, reply_id in texts
         if (hits := list(screen(text).abuse))
     ]  # fmt: skip
@@ -52,13 +52,12 @@ class Flag:
     flagged_at: datetime
     insurer_code: str
     insurer_name: str
-    text: str  # the text as submitted: the regulator reviews what was written
+    text: str  # the text that was screened, as written (a reply's version at the time)
     hidden: bool
 
 
 def queue(conn: Connection, limit: int = 200) -> list[Flag]:
     """Open flags, oldest first."""
-    body = func.coalesce(Reply.body, RatingText.body)
     stmt = (
         select(
             FLAG.id,
@@ -68,14 +67,13 @@ def queue(conn: Connection, limit: int = 200) -> list[Flag]:
             FLAG.flagged_at,
             Insurer.code,
             Insurer.name,
-            body.label("body"),
+            FLAG.text,
             RatingText.hidden,
         )  # fmt: skip
         .select_from(FLAG)
         .join(Rating, Rating.id == FLAG.rating_id)
         .join(Insurer, Insurer.id == Rating.insurer_id)
         .outerjoin(RatingText, RatingText.rating_id == FLAG.rating_id)
-        .outerjoin(Reply, Reply.id == FLAG.reply_id)
         .where(FLAG.reviewed_at.is_(None))
         .order_by(FLAG.flagged_at, FLAG.id)
         .limit(limit)
@@ -89,7 +87,7 @@ def queue(conn: Connection, limit: int = 200) -> list[Flag]:
             utc(r.flagged_at),
             r.code,
             r.name,
-            r.body or "",
+            r.text,
             bool(r.hidden),
         )  # fmt: skip
         for r in conn.execute(stmt)
@@ -131,7 +129,8 @@ def resolve(
                 "Replies are the insurer's own words; ask the insurer to edit the reply.",
                 code="reply_takedown",
             )
-        request_id = takedowns.request(
+        # A request the insurer already made covers the flag; the regulator decides it.
+        request_id = takedowns.pending_for(conn, row.rating_id) or takedowns.request(
             conn, insurer_id=row.insurer_id, user_id=user_id, rating_id=row.rating_id,
             reason="abuse", explanation=note, source="screening", now=now,
         )  # fmt: skip

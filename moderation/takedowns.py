@@ -12,21 +12,24 @@ this module is the only code that writes one.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from moderation.masking import mask
 from portal import audit
 from portal.canonical import utc
+from portal.directory import policy_patterns
 from portal.errors import Conflict, Invalid, NotFound
 from portal.models import (
     TAKEDOWN_REASONS,
     Insurer,
     Rating,
     RatingText,
+    ScreeningFlag,
     TakedownDecision,
     TakedownRequest,
     User,
@@ -65,7 +68,7 @@ def request(
 
     An insurer can only ask about its own ratings (any other is "not found")."""
     row = conn.execute(
-        select(Rating.insurer_id, TXT.hidden)
+        select(Rating.insurer_id, TXT.hidden, TXT.redacted)
         .select_from(Rating)
         .outerjoin(TXT, TXT.rating_id == Rating.id)
         .where(Rating.id == rating_id)
@@ -74,39 +77,51 @@ def request(
         raise _not_found()
     if row.hidden is None:
         raise Invalid("This rating has no text to take down.", code="no_text")
-    if row.hidden:
+    # A hidden text can still be erased for personal data (it stays in the database).
+    if row.redacted or (row.hidden and reason != "personal_data"):
         raise Conflict("This text has been removed already.", code="already_removed")
     if reason not in REASONS:
         raise Invalid("Choose a reason from the list.", field="reason", code="bad_reason")
     text = _explanation(explanation, "explanation")
-    pending = conn.execute(
-        select(REQ.id).where(REQ.rating_id == rating_id, REQ.status == "pending")
-    ).first()
-    if pending is not None:
-        raise Conflict(
-            "A request about this text is waiting for the regulator already.",
-            code="request_pending",
-        )
+    if pending_for(conn, rating_id) is not None:
+        raise _pending()
     at = now or datetime.now(UTC)
-    rid = conn.execute(
-        REQ.__table__.insert()
-        .values(
-            rating_id=rating_id,
-            insurer_id=insurer_id,
-            reason=reason,
-            explanation=text,
-            requested_by=user_id,
-            requested_at=at,
-            source=source,
-            status="pending",
-        )
-        .returning(REQ.id)
-    ).scalar_one()
+    try:
+        with conn.begin_nested():  # uq_takedown_pending: one pending request per text
+            rid = conn.execute(
+                REQ.__table__.insert()
+                .values(
+                    rating_id=rating_id,
+                    insurer_id=insurer_id,
+                    reason=reason,
+                    explanation=text,
+                    requested_by=user_id,
+                    requested_at=at,
+                    source=source,
+                    status="pending",
+                )  # fmt: skip
+                .returning(REQ.id)
+            ).scalar_one()
+    except IntegrityError:
+        raise _pending() from None
     audit.log(
         conn, f"user:{user_id}", "takedown.requested", f"rating:{rating_id}",
         request=rid, reason=reason, source=source, explanation=text,
     )  # fmt: skip
     return int(rid)
+
+
+def _pending() -> Conflict:
+    return Conflict(
+        "A request about this text is waiting for the regulator already.",
+        code="request_pending",
+    )
+
+
+def pending_for(conn: Connection, rating_id: str) -> int | None:
+    """The id of the pending request about a rating's text, if there is one."""
+    stmt = select(REQ.id).where(REQ.rating_id == rating_id, REQ.status == "pending")
+    return conn.execute(stmt).scalar()
 
 
 def decide(
@@ -144,18 +159,34 @@ def decide(
         raise Conflict("This request has been decided already.", code="already_decided") from None
     conn.execute(update(REQ).where(REQ.id == request_id).values(status=decision))
     if decision == "approved":
-        hide: dict[str, Any] = {"hidden": True, "hidden_at": at, "hidden_reason": req.reason}
-        if req.reason == "personal_data":
-            hide |= {"body": "", "redacted": True}  # personal data leaves the database
-        conn.execute(
-            update(TXT).where(TXT.rating_id == req.rating_id, TXT.hidden.is_(False)).values(hide)
-        )
+        _remove(conn, req.rating_id, req.reason, at)
         enqueue(conn, [req.rating_id])
     audit.log(
         conn, f"user:{user_id}", f"takedown.{decision}", f"rating:{req.rating_id}",
         request=request_id, reason=req.reason, note=text,
     )  # fmt: skip
     return str(req.rating_id)
+
+
+def _remove(conn: Connection, rating_id: str, reason: str, at: datetime) -> None:
+    """Hide the text (dated, with the reason); for personal data also erase it, from the
+    text and from any screening flag that kept a copy."""
+    conn.execute(
+        update(TXT)
+        .where(TXT.rating_id == rating_id, TXT.hidden.is_(False))
+        .values(hidden=True, hidden_at=at, hidden_reason=reason)
+    )
+    if reason == "personal_data":
+        conn.execute(
+            update(TXT)
+            .where(TXT.rating_id == rating_id, TXT.redacted.is_(False))
+            .values(body="", redacted=True)
+        )
+        conn.execute(
+            update(ScreeningFlag)
+            .where(ScreeningFlag.rating_id == rating_id, ScreeningFlag.reply_id.is_(None))
+            .values(text="")
+        )
 
 
 # -- reading ---------------------------------------------------------------------------
@@ -209,6 +240,7 @@ def _select() -> Any:
             REQ.insurer_id,
             Insurer.code,
             Insurer.name,
+            Insurer.policy_format,
             User.username,
             TXT.body,
             TXT.hidden,
@@ -280,14 +312,21 @@ def pending_count(conn: Connection) -> int:
 
 
 def of_insurer(conn: Connection, insurer_id: int, limit: int = 200) -> list[Request]:
-    """An insurer's own requests, newest first, with the regulator's answers."""
+    """An insurer's own requests, newest first, with the regulator's answers. The text is
+    shown as the public saw it (masked), and not at all once it has been removed."""
     rows = conn.execute(
         _select()
         .where(REQ.insurer_id == insurer_id, REQ.source == "insurer")
         .order_by(REQ.requested_at.desc(), REQ.id.desc())
         .limit(limit)
     ).all()
-    return [_request(r) for r in rows]
+    return [
+        replace(
+            _request(row),
+            text="" if row.hidden else mask(row.body, policy_patterns(row.policy_format)),
+        )
+        for row in rows
+    ]
 
 
 def for_rating(conn: Connection, rating_id: str) -> list[Request]:

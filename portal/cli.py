@@ -137,14 +137,35 @@ def insurer() -> None:
 @command(insurer, "add")
 @click.argument("code")
 @click.argument("name")
-def insurer_add(ctx: Context, code: str, name: str) -> None:
+@click.option("--policy-format", default=None, help=r"policy numbers as a regex, e.g. 'HX\d{12}'")
+def insurer_add(ctx: Context, code: str, name: str, policy_format: str | None) -> None:
     """Add an insurer, e.g. `portal insurer add HX 华兴示范财险`."""
     from portal import directory
 
     with ctx.engine.begin() as conn:
-        iid = directory.add_insurer(conn, code, name)
-        audit.log(conn, OPERATOR, "insurer.add", code.upper(), name=name)
-    ctx.out({"id": iid, "code": code.upper(), "name": name}, f"insurer {code.upper()} added")
+        iid = directory.add_insurer(conn, code, name, policy_format)
+        audit.log(conn, OPERATOR, "insurer.add", code.upper(), name=name, format=policy_format)
+    ctx.out(
+        {"id": iid, "code": code.upper(), "name": name, "policy_format": policy_format},
+        f"insurer {code.upper()} added",
+    )
+
+
+@command(insurer, "policy-format")
+@click.argument("code")
+@click.argument("regex", required=False)
+def insurer_policy_format(ctx: Context, code: str, regex: str | None) -> None:
+    """Set (or, without REGEX, clear) the policy-number format masked in published texts."""
+    from portal import directory
+
+    with ctx.engine.begin() as conn:
+        directory.set_policy_format(conn, code, regex)
+        audit.log(conn, OPERATOR, "insurer.policy_format", code.upper(), format=regex)
+    shown = regex or "none"
+    ctx.out(
+        {"code": code.upper(), "policy_format": regex},
+        f"insurer {code.upper()}: policy-number format {shown}",
+    )
 
 
 @main.group()

@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 
 from portal.errors import Conflict, Invalid
 from portal.models import ROLES, Branch, Insurer, Staff
@@ -68,12 +68,58 @@ def branch_id(conn: Connection, insurer: int, code: str) -> int:
     return int(row.id)
 
 
-def add_insurer(conn: Connection, code: str, name: str) -> int:
+def add_insurer(conn: Connection, code: str, name: str, policy_format: str | None = None) -> int:
     code = _code(code, "code", 16).upper()
+    fmt = check_policy_format(policy_format) if policy_format else None
     if conn.execute(select(Insurer.id).where(Insurer.code == code)).first():
         raise Conflict("Insurer %(value)s already exists.", field="code", code="exists", value=code)
-    result = conn.execute(Insurer.__table__.insert().values(code=code, name=_name(name)))
+    result = conn.execute(
+        Insurer.__table__.insert().values(code=code, name=_name(name), policy_format=fmt)
+    )
     return int(result.inserted_primary_key[0])
+
+
+POLICY_FORMAT_MAX = 200
+_PROBES = ("", "0", "1234", "您好，谢谢", "2026年11月22日", "13800138000")
+
+
+def check_policy_format(raw: str) -> str:
+    """An insurer's policy-number format: a regular expression that matches policy
+    numbers (masked wherever texts are published) and nothing ordinary."""
+    value = raw.strip()
+    field = {"field": "policy_format", "code": "bad_policy_format"}
+    if len(value) > POLICY_FORMAT_MAX:
+        raise Invalid(
+            "The policy-number format is longer than %(max)s characters.",
+            max=POLICY_FORMAT_MAX,
+            **field,
+        )
+    try:
+        pattern = re.compile(value)
+    except re.error as err:
+        raise Invalid(
+            "The policy-number format is not a valid regular expression: %(error)s.",
+            error=str(err),
+            **field,
+        ) from None
+    if any(pattern.fullmatch(probe) for probe in _PROBES):
+        raise Invalid(
+            "The policy-number format matches ordinary text (an empty string, a short "
+            "number, a date); make it more specific.",
+            **field,
+        )
+    return value
+
+
+def set_policy_format(conn: Connection, insurer: str, policy_format: str | None) -> None:
+    iid = insurer_id(conn, insurer)
+    fmt = check_policy_format(policy_format) if policy_format else None
+    conn.execute(update(Insurer).where(Insurer.id == iid).values(policy_format=fmt))
+
+
+def policy_patterns(fmt: str | None) -> tuple[str, ...]:
+    """The masking patterns for an insurer (none when it has no format)."""
+    return (fmt,) if fmt else ()
 
 
 def add_branch(conn: Connection, insurer: str, code: str, name: str, region: str) -> int:

@@ -8,13 +8,14 @@ than OVERDUE_AFTER working days is overdue. Filters map one-to-one to URL parame
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, and_, case, func, select
 
 from portal.canonical import utc
+from portal.directory import policy_patterns
 from portal.models import Branch, Insurer, Rating, RatingText, Reply, Staff, TakedownRequest
 from portal.ratings import CHINA, day_of
 from portal.reviews import LEVELS, PARSERS, mask_text, star_bounds
@@ -136,7 +137,8 @@ class InboxPage:
 
     @property
     def pages(self) -> int:
-        return max(1, -(-self.total // PER_PAGE))
+        """Pages to link to: the inbox pages go as far as MAX_PAGE (narrow the filters)."""
+        return min(MAX_PAGE, max(1, -(-self.total // PER_PAGE)))
 
 
 def overdue_cutoff(today: date) -> datetime:
@@ -145,7 +147,8 @@ def overdue_cutoff(today: date) -> datetime:
     day = today
     while working_days_between(day, today) <= OVERDUE_AFTER:
         day -= timedelta(days=1)
-    return datetime.combine(day + timedelta(days=1), time(), CHINA)
+    # In UTC: SQLite's DateTime binds a naive value and would drop the +08:00.
+    return datetime.combine(day + timedelta(days=1), time(), CHINA).astimezone(UTC)
 
 
 INSURER_REPLY = and_(Reply.rating_id == Rating.id, Reply.author == "insurer")
@@ -202,7 +205,15 @@ def _filtered(insurer_id: int, f: InboxFilter, cutoff: datetime) -> Any:
 
 
 def _overdue(cutoff: datetime) -> Any:
-    return and_(Rating.bottom_box.is_(True), Reply.id.is_(None), Rating.recorded_at < cutoff)
+    """A dissatisfied written review without a reply (a text is what a public reply
+    answers), received before the cutoff."""
+    return and_(
+        Rating.bottom_box.is_(True),
+        RatingText.rating_id.is_not(None),
+        RatingText.hidden.is_(False),
+        Reply.id.is_(None),
+        Rating.recorded_at < cutoff,
+    )
 
 
 def inbox(
@@ -228,11 +239,12 @@ def inbox(
             .subquery()
         )
     ).scalar_one()
-    items = [_item(r, today, cutoff) for r in rows]
+    fmt = conn.execute(select(Insurer.policy_format).where(Insurer.id == insurer_id)).scalar()
+    items = [_item(r, today, cutoff, policy_patterns(fmt)) for r in rows]
     return InboxPage(items, int(total), f.page, int(overdue))
 
 
-def _item(r: Any, today: date, cutoff: datetime) -> InboxItem:
+def _item(r: Any, today: date, cutoff: datetime, patterns: tuple[str, ...] = ()) -> InboxItem:
     recorded = utc(r.recorded_at)
     replied = r.reply_id is not None
     return InboxItem(
@@ -240,10 +252,11 @@ def _item(r: Any, today: date, cutoff: datetime) -> InboxItem:
         level=LEVELS.get(int(r.stars)) if r.scale == 3 else None, score=r.score,
         dissatisfied=bool(r.bottom_box), occurred_at=utc(r.occurred_at),
         recorded_at=recorded, branch_name=r.branch_name, staff_name=r.staff_name,
-        staff_no=r.staff_no, text=mask_text(r.body) if r.body and not r.hidden else None,
+        staff_no=r.staff_no, text=mask_text(r.body, patterns) if r.body and not r.hidden else None,
         removed=bool(r.hidden), replied=replied, reply_days=r.working_days,
         age=working_days_between(day_of(recorded), today),
-        overdue=bool(r.bottom_box) and not replied and recorded < cutoff,
+        overdue=bool(r.bottom_box) and bool(r.body) and not r.hidden and not replied
+        and recorded < cutoff,
         takedown_pending=bool(r.pending),
     )  # fmt: skip
 
@@ -256,7 +269,8 @@ def item(
     cutoff = overdue_cutoff(today)
     stmt = _filtered(insurer_id, InboxFilter(), cutoff).where(Rating.id == rating_id[:64])
     row = conn.execute(stmt).first()
-    return _item(row, today, cutoff) if row else None
+    fmt = conn.execute(select(Insurer.policy_format).where(Insurer.id == insurer_id)).scalar()
+    return _item(row, today, cutoff, policy_patterns(fmt)) if row else None
 
 
 def choices(conn: Connection, insurer_id: int) -> dict[str, Any]:

@@ -63,6 +63,8 @@ class Insurer(SQLModel, table=True):
     code: str = Field(max_length=16, unique=True)
     name: str = Field(max_length=100)
     created_at: datetime = tz_field(now=True)
+    # The insurer's policy-number format (a regular expression): masked in published texts
+    policy_format: str | None = Field(default=None, max_length=200)
 
 
 class Branch(SQLModel, table=True):
@@ -174,6 +176,7 @@ class ScreeningFlag(SQLModel, table=True):
     rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
     reply_id: int | None = Field(default=None, foreign_key="replies.id")
     terms: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of the hits
+    text: str = Field(sa_column=Column(Text, nullable=False))  # what was screened, as written
     flagged_at: datetime = tz_field(now=True)
     reviewed_at: datetime | None = tz_field(nullable=True)
     reviewed_by: int | None = Field(default=None, foreign_key="users.id")
@@ -181,7 +184,18 @@ class ScreeningFlag(SQLModel, table=True):
 
 
 class TakedownRequest(SQLModel, table=True):
+    """Fixed once made (a trigger refuses changes); `status` follows its decision."""
+
     __tablename__ = "takedown_requests"
+    __table_args__ = (
+        Index(  # one pending request per text, also under concurrency
+            "uq_takedown_pending",
+            "rating_id",
+            unique=True,
+            sqlite_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     rating_id: str = Field(foreign_key="ratings.id", index=True, max_length=32)
     insurer_id: int = Field(foreign_key="insurers.id", index=True)

@@ -23,8 +23,9 @@ from moderation.flags import flag_texts
 from moderation.masking import mask as mask_text
 from portal import audit
 from portal.canonical import timestamp, utc
+from portal.directory import policy_patterns
 from portal.errors import Conflict, Invalid, NotFound
-from portal.models import Rating, Reply, ReplyRevision
+from portal.models import Insurer, Rating, RatingText, Reply, ReplyRevision
 from portal.ratings import clean_text, day_of
 from portal.workdays import working_days_between
 
@@ -58,10 +59,14 @@ def post(
 ) -> int:
     """Write or edit the insurer's reply to one of its ratings; returns the reply id."""
     rating = conn.execute(
-        select(Rating.insurer_id, Rating.recorded_at).where(Rating.id == rating_id)
+        select(Rating.insurer_id, Rating.recorded_at, RatingText.rating_id.label("text"))
+        .outerjoin(RatingText, RatingText.rating_id == Rating.id)
+        .where(Rating.id == rating_id)
     ).first()
     if rating is None or rating.insurer_id != insurer_id:
         raise NotFound("There is no such rating.", code="no_rating")
+    if rating.text is None:  # nothing public to answer: the thread shows under a review
+        raise Invalid("Only written reviews can be answered in public.", code="no_text")
     text = _body(body)
     change = clean_text(change_made, "change_made")
     at = now or datetime.now(UTC)
@@ -116,6 +121,14 @@ def follow_up(
     """The reviewer's one follow-up, after the insurer has replied. The caller has
     checked the receipt link (only the reviewer holds it)."""
     text = _body(body)
+    hidden = conn.execute(
+        select(RatingText.hidden).where(RatingText.rating_id == rating_id)
+    ).scalar()
+    if hidden:  # what the regulator took down is not posted again as a follow-up
+        raise Conflict(
+            "Your review was removed after regulator review; it cannot be followed up.",
+            code="review_removed",
+        )
     insurer = conn.execute(
         select(Reply.insurer_id).where(Reply.rating_id == rating_id, Reply.author == "insurer")
     ).first()
@@ -170,11 +183,12 @@ class ThreadItem:
 
 
 def _item(row: Any) -> ThreadItem:
+    patterns = policy_patterns(row.policy_format)
     return ThreadItem(
         id=row.id,
         author=row.author,
-        body=mask_text(row.body),
-        change_made=mask_text(row.change_made) if row.change_made else None,
+        body=mask_text(row.body, patterns),
+        change_made=mask_text(row.change_made, patterns) if row.change_made else None,
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at) if row.updated_at else None,
     )
@@ -187,7 +201,10 @@ def threads(conn: Connection, rating_ids: Iterable[str]) -> dict[str, list[Threa
     if not ids:
         return out
     rows = conn.execute(
-        select(Reply).where(Reply.rating_id.in_(ids)).order_by(Reply.created_at, Reply.id)
+        select(*Reply.__table__.c, Insurer.policy_format)
+        .outerjoin(Insurer, Insurer.id == Reply.insurer_id)
+        .where(Reply.rating_id.in_(ids))
+        .order_by(Reply.created_at, Reply.id)
     ).all()
     for row in sorted(rows, key=lambda r: AUTHORS.index(r.author)):
         out[row.rating_id].append(_item(row))
@@ -203,13 +220,20 @@ class Version:
 
 def history(conn: Connection, reply_id: int) -> list[Version]:
     """Every version of a reply, oldest first (masked). Empty for an unknown reply."""
+    fmt = conn.execute(
+        select(Insurer.policy_format)
+        .join(Reply, Reply.insurer_id == Insurer.id)
+        .where(Reply.id == reply_id)
+    ).scalar()
+    patterns = policy_patterns(fmt)
     rows = conn.execute(
         select(ReplyRevision.body, ReplyRevision.change_made, ReplyRevision.created_at)
         .where(ReplyRevision.reply_id == reply_id)
         .order_by(ReplyRevision.created_at, ReplyRevision.id)
     ).all()
     return [
-        Version(mask_text(r.body), mask_text(r.change_made) if r.change_made else None,
+        Version(mask_text(r.body, patterns),
+                mask_text(r.change_made, patterns) if r.change_made else None,
                 utc(r.created_at))
         for r in rows
     ]  # fmt: skip

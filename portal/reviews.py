@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Select, func, select
 from moderation.masking import mask
 from portal import replies
 from portal.canonical import timestamp, utc
+from portal.directory import policy_patterns
 from portal.errors import BadRequest
 from portal.models import CHANNELS, STAGES
 from portal.regions import PROVINCES, province_name
@@ -46,9 +47,10 @@ _REGION = re.compile(r"^\d{2}(\d{4})?$")
 _YES, _NO = ("true", "1", "yes"), ("false", "0", "no")
 
 
-def mask_text(text: str) -> str:
-    """What the public sees of a stored text: personal data masked (moderation/masking)."""
-    return mask(text)
+def mask_text(text: str, policy_patterns: tuple[str, ...] = ()) -> str:
+    """What the public sees of a stored text: personal data masked (moderation/masking),
+    policy numbers too when the insurer's format is known."""
+    return mask(text, policy_patterns)
 
 
 # -- parameters ------------------------------------------------------------------------
@@ -291,7 +293,7 @@ def _from_row(row: Any) -> Review:
         occurred_at=utc(row.occurred_at),
         branch_name=row.branch_name,
         region=row.region,
-        text=None if removed else mask_text(row.body),
+        text=None if removed else mask_text(row.body, policy_patterns(row.policy_format)),
         removed=removed,
         removed_at=utc(row.hidden_at) if removed and row.hidden_at else None,
         removed_reason=row.hidden_reason if removed else None,
@@ -331,7 +333,7 @@ LIST_COLUMNS = (
     *(R.id, R.stage, R.channel, R.scale, R.score, R.verified, R.occurred_at),
     *(STARS.label("stars"), T.body, T.hidden, T.hidden_at, T.hidden_reason),
     *(BR.name.label("branch_name"), BR.region),
-    *(INS.code.label("insurer_code"), INS.name.label("insurer_name")),
+    *(INS.code.label("insurer_code"), INS.name.label("insurer_name"), INS.policy_format),
 )
 
 

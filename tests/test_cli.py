@@ -78,6 +78,9 @@ def test_directory_commands_print_json(run, scratch_settings: Settings, tmp_path
         (("branch", "add", "NOPE", "B1", "某支公司", "430200"), "Unknown insurer"),
         (("insurer", "add", "H X", "坏代码"), "not a valid code"),
         (("insurer", "add", "HX", "重复"), "already exists"),
+        (("insurer", "add", "HY", "坏格式", "--policy-format", "HY(\\d"), "regular expression"),
+        (("insurer", "add", "HY", "太宽", "--policy-format", "\\d*"), "ordinary text"),
+        (("insurer", "policy-format", "HX", "[0-9]+"), "ordinary text"),
     ],
 )
 def test_bad_arguments_fail_cleanly_and_store_nothing(
@@ -179,3 +182,26 @@ def test_visits_import_and_client_rotate_revoke(run, tmp_path: Path) -> None:  #
     assert run("client", "revoke", client_id, "--json")[0] == 0
     code, _, err = run("client", "rotate", client_id)
     assert code == 1 and "no active API client" in err
+
+
+def test_policy_format_masks_policy_numbers_in_published_texts(
+    run,
+    scratch_settings: Settings,  # noqa: ANN001
+) -> None:
+    from portal.db import make_engine
+    from portal.models import Insurer as Ins
+    from portal.reviews import mask_text
+
+    code, out, _ = run(
+        "insurer", "add", "HX", "华兴示范财险", "--policy-format", "HX\\d{12}", "--json"
+    )
+    assert code == 0 and json.loads(out)["policy_format"] == "HX\\d{12}"
+    engine = make_engine(scratch_settings.database_url)
+    with engine.connect() as conn:
+        fmt = conn.execute(select(Ins.policy_format).where(Ins.code == "HX")).scalar_one()
+    engine.dispose()
+    text = "保单号HX202611220001理赔慢，另一家的P123456789012不是我们的格式"
+    assert (
+        mask_text(text, (fmt,)) == "保单号**********0001理赔慢，另一家的P123456789012不是我们的格式"
+    )
+    assert run("insurer", "policy-format", "HX")[0] == 0  # cleared

@@ -23,9 +23,11 @@ NOW = datetime(2026, 10, 12, 10, 0, tzinfo=CHINA)  # a Monday
 # name: (stars on a 5 scale, recorded at (China time), staff, text)
 RATINGS = {
     "five_days": (1, datetime(2026, 9, 29, 9, 0, tzinfo=CHINA), "IB01", "理赔材料被退回三次"),
+    # 03:00 in Beijing is the previous day in UTC: still 5 working days, not overdue
+    "night": (1, datetime(2026, 9, 29, 3, 0, tzinfo=CHINA), None, "半夜提交的投诉"),
     "six_days": (2, datetime(2026, 9, 28, 16, 0, tzinfo=CHINA), "IB02", "电话一直打不通"),
     "happy_old": (5, datetime(2026, 9, 20, 11, 0, tzinfo=CHINA), "IB01", "出单很快"),
-    "unhappy_replied": (1, datetime(2026, 9, 18, 11, 0, tzinfo=CHINA), None, None),
+    "unhappy_replied": (1, datetime(2026, 9, 18, 11, 0, tzinfo=CHINA), None, "等了很久"),
 }
 
 
@@ -82,23 +84,24 @@ def _inbox(engine: Engine, shop: dict[str, str], **kw) -> tuple[list[str], inbox
 
 def test_unanswered_first_then_newest(engine: Engine, shop: dict[str, str]) -> None:
     names, page = _inbox(engine, shop)
-    assert names == ["five_days", "six_days", "happy_old", "unhappy_replied"]
+    assert names == ["five_days", "night", "six_days", "happy_old", "unhappy_replied"]
     by = {n: i for n, i in zip(names, page.items, strict=True)}
     # 29 Sep -> 12 Oct: 30 Sep, 8, 9, 10 (make-up Saturday) and 12 Oct are working days
     assert (by["five_days"].age, by["five_days"].overdue) == (5, False)
+    assert (by["night"].age, by["night"].overdue) == (5, False)
     assert (by["six_days"].age, by["six_days"].overdue) == (6, True)
     assert by["happy_old"].overdue is False  # satisfied ratings are never overdue
     replied = by["unhappy_replied"]
     assert replied.replied and replied.reply_days == 8 and not replied.overdue  # 18 -> 30 Sep
-    assert page.overdue == 1 and page.total == 4
+    assert page.overdue == 1 and page.total == 5
 
 
 def test_filters(engine: Engine, shop: dict[str, str]) -> None:
     assert _inbox(engine, shop, overdue=True)[0] == ["six_days"]
     assert _inbox(engine, shop, replied=True)[0] == ["unhappy_replied"]
-    assert _inbox(engine, shop, replied=False, stars="1-2")[0] == ["five_days", "six_days"]
+    assert _inbox(engine, shop, replied=False, stars="1-2")[0] == ["five_days", "night", "six_days"]
     assert _inbox(engine, shop, staff="IB01")[0] == ["five_days", "happy_old"]
-    assert _inbox(engine, shop, branch=f"{CODE}-B1")[1].total == 4
+    assert _inbox(engine, shop, branch=f"{CODE}-B1")[1].total == 5
     assert _inbox(engine, shop, branch="NOPE")[1].total == 0
     assert _inbox(engine, shop, channel="counter")[1].total == 0
 
@@ -216,3 +219,39 @@ def test_abusive_texts_and_replies_are_flagged_not_dropped(engine: Engine) -> No
     assert [f.reply_id for f in flags] == [None, reply]
     assert all("傻逼" in f.terms for f in flags)
     assert thread[0].body == "你才是傻逼"  # published as written: flagged, not dropped
+
+
+def test_no_public_reply_without_a_text_and_no_follow_up_after_removal(engine: Engine) -> None:
+    from tests.factories import approve_takedown
+
+    w = make_world(engine)
+    [bare, written] = record_batch(
+        engine, [rating_in(w, value=1, text=None), rating_in(w, value=1, text="网点排队太久")]
+    )
+    ta = _ta(engine)
+    with engine.begin() as conn:
+        user = moderation_user(conn, "insurer", "TA")
+        with pytest.raises(Invalid, match="written reviews"):
+            replies.post(conn, insurer_id=ta, user_id=user, rating_id=bare.id, body="抱歉")
+        replies.post(conn, insurer_id=ta, user_id=user, rating_id=written.id, body="已改进")
+    approve_takedown(engine, written.id, "spam")
+    with engine.begin() as conn, pytest.raises(Conflict, match="removed"):
+        replies.follow_up(conn, rating_id=written.id, body="把原话再贴一遍")
+
+
+def test_the_insurers_policy_numbers_are_masked_in_replies_and_the_inbox(engine: Engine) -> None:
+    rid = _fresh(engine)
+    ta = _ta(engine)
+    with engine.begin() as conn:
+        directory.set_policy_format(conn, "TA", r"GPT\d{8}")
+        user = moderation_user(conn, "insurer", "TA")
+        replies.post(conn, insurer_id=ta, user_id=user, rating_id=rid,
+                     body="您的保单GPT20261122已加急处理")  # fmt: skip
+    try:
+        with engine.connect() as conn:
+            [item] = replies.threads(conn, [rid])[rid]
+            [version] = replies.history(conn, item.id)
+        assert item.body == version.body == "您的保单*******1122已加急处理"
+    finally:
+        with engine.begin() as conn:
+            directory.set_policy_format(conn, "TA", None)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine, func, select, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from moderation import takedowns
 from portal import ledger, replies, rollups
@@ -147,10 +147,43 @@ def test_no_text_and_removed_text_cannot_be_requested(engine: Engine) -> None:
     bare = record(engine, rating_in(make_world(engine), text=None)).id
     with pytest.raises(Invalid, match="no text"):
         _ask(engine, bare)
-    rid = record(engine, rating_in(make_world(engine), text="垃圾广告 加微信")).id
+    rid = record(engine, rating_in(make_world(engine), text="垃圾广告 加微信 13800138000")).id
     _decide(engine, _ask(engine, rid, "spam"), "approved")
     with pytest.raises(Conflict, match="removed already"):
-        _ask(engine, rid)
+        _ask(engine, rid, "abuse")
+    # A hidden text can still be erased for the personal data it holds...
+    _decide(engine, _ask(engine, rid, "personal_data"), "approved")
+    assert _text(engine, rid) == ("", True, True, "spam")  # ...keeping the first notice
+    with pytest.raises(Conflict, match="removed already"):
+        _ask(engine, rid, "personal_data")
+
+
+def test_one_pending_request_per_text_even_in_a_race(engine: Engine, texted: str) -> None:
+    """The check before the insert cannot see a concurrent insert: the index does."""
+    a, _, user, _ = _ids(engine)
+    _ask(engine, texted)
+    with engine.begin() as conn, pytest.raises(IntegrityError):
+        conn.execute(
+            TakedownRequest.__table__.insert().values(
+                rating_id=texted, insurer_id=a, reason="spam", explanation="x",
+                requested_by=user, requested_at=datetime.now(UTC), status="pending",
+            )
+        )  # fmt: skip
+
+
+def test_the_insurer_sees_its_requests_masked_and_removed_texts_not_at_all(
+    engine: Engine,
+) -> None:
+    w = make_world(engine)
+    shown = record(engine, rating_in(w, text="经理电话13912345678，态度恶劣")).id
+    gone = record(engine, rating_in(w, text="纯属广告，加微信")).id
+    _ask(engine, shown, "abuse")
+    _decide(engine, _ask(engine, gone, "spam"), "approved")
+    with engine.connect() as conn:
+        mine = {r.rating_id: r for r in takedowns.of_insurer(conn, _ids(engine)[0])}
+        queued = {r.rating_id: r for r in takedowns.queue(conn)}
+    assert mine[shown].text == "经理电话139****5678，态度恶劣" and mine[gone].text == ""
+    assert queued[shown].text == "经理电话13912345678，态度恶劣"  # the regulator reads it all
 
 
 def _count(engine: Engine) -> int:
@@ -205,8 +238,11 @@ def _attack(engine: Engine, sql: str, rid: str) -> None:
     try:
         cur = raw.cursor()
         marker = "%s" if engine.dialect.name == "postgresql" else "?"
-        with pytest.raises(Exception, match=r"(?i)rating text|permission denied|append-only"):
-            cur.execute(sql.format(true=true).replace(":id", marker), (rid,))
+        with pytest.raises(
+            Exception, match=r"(?i)rating.text|takedown.request|permission denied|append-only"
+        ):
+            params = (rid,) if ":id" in sql else ()
+            cur.execute(sql.format(true=true).replace(":id", marker), params)
         raw.rollback()
     finally:
         raw.close()
@@ -233,17 +269,78 @@ def test_a_pending_or_rejected_request_does_not_unlock_the_text(
     assert _text(engine, texted)[1] is False
 
 
-def test_after_approval_the_text_cannot_come_back_or_be_rewritten(
+@pytest.mark.parametrize("reason", ["abuse", "personal_data"])
+def test_after_approval_the_text_and_its_notice_cannot_be_rewritten(
+    engine: Engine, owner_engine: Engine, texted: str, reason: str
+) -> None:
+    _decide(engine, _ask(engine, texted, reason), "approved")
+    before = _notice(engine, texted)
+    false, true = ("false", "true") if _pg(engine) else ("0", "1")
+    for sql in (
+        f"UPDATE rating_texts SET hidden = {false} WHERE rating_id = :id",
+        "UPDATE rating_texts SET body = '改写后的内容' WHERE rating_id = :id",
+        f"UPDATE rating_texts SET body = '改写后的内容', redacted = {true} WHERE rating_id = :id",
+        "UPDATE rating_texts SET hidden_reason = 'spam' WHERE rating_id = :id",
+        "UPDATE rating_texts SET hidden_at = NULL WHERE rating_id = :id",
+        *(
+            [f"UPDATE rating_texts SET redacted = {false} WHERE rating_id = :id"]
+            * (reason != "abuse")
+        ),
+    ):
+        _attack(owner_engine, sql, texted)
+    assert _notice(engine, texted) == before
+
+
+def _notice(engine: Engine, rid: str) -> tuple:
+    with engine.connect() as conn:
+        return tuple(conn.execute(select(RatingText).where(RatingText.rating_id == rid)).one())
+
+
+def test_a_request_cannot_be_repointed_or_forged_into_an_approval(
     engine: Engine, owner_engine: Engine, texted: str
 ) -> None:
-    _decide(engine, _ask(engine, texted, "abuse"), "approved")
-    before = _text(engine, texted)
-    for sql in (
-        "UPDATE rating_texts SET hidden = {false} WHERE rating_id = :id",
-        "UPDATE rating_texts SET body = '改写后的内容' WHERE rating_id = :id",  # not personal data
+    """Point an approved personal-data request at another text, then hide that one: the
+    guard must not trust a request that can be edited."""
+    victim = record(engine, rating_in(make_world(engine), text="柜员服务很好")).id
+    approved = _ask(engine, texted, "personal_data")
+    _decide(engine, approved, "approved")
+    pending = _ask(engine, victim, "spam")
+    for sql, rid in (
+        (f"UPDATE takedown_requests SET rating_id = '{victim}' WHERE id = {approved}", victim),
+        (f"UPDATE takedown_requests SET status = 'approved' WHERE id = {pending}", victim),
+        (f"UPDATE takedown_requests SET reason = 'abuse' WHERE id = {approved}", texted),
+        (f"DELETE FROM takedown_requests WHERE id = {pending}", victim),
     ):
-        _attack(owner_engine, sql.replace("{false}", "false" if _pg(engine) else "0"), texted)
-    assert _text(engine, texted) == before
+        _attack(owner_engine, sql, rid)
+    assert _text(engine, victim)[1] is False
+    with engine.connect() as conn:
+        status = conn.execute(
+            select(TakedownRequest.status).where(TakedownRequest.id == pending)
+        ).scalar_one()
+    assert status == "pending"
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_replace_from_a_plain_connection_cannot_restore_a_text(
+    engine: Engine, settings: Settings, texted: str
+) -> None:
+    """INSERT OR REPLACE skips DELETE triggers unless recursive_triggers is on, which a
+    plain sqlite3 connection (the shell, a script) does not set."""
+    import sqlite3
+
+    _decide(engine, _ask(engine, texted, "abuse"), "approved")
+    before = _notice(engine, texted)
+    raw = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"))
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="REPLACE is not allowed"):
+            raw.execute(
+                "INSERT OR REPLACE INTO rating_texts (rating_id, salt, body, hidden, redacted) "
+                "SELECT rating_id, salt, '重新公开', 0, 0 FROM rating_texts WHERE rating_id = ?",
+                (texted,),
+            )
+    finally:
+        raw.close()
+    assert _notice(engine, texted) == before
 
 
 def _pg(engine: Engine) -> bool:

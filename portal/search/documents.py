@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, Select, Table, case, func, select
 
 from moderation.masking import mask
 from portal.canonical import utc
+from portal.directory import policy_patterns
 from portal.models import Branch, Insurer, Rating, RatingText
 from portal.search.base import ReviewDoc, province_of
 
@@ -52,7 +53,7 @@ def review_select() -> Select[Any]:
     Hidden texts never qualify; redacted ones do, since their body is already redacted.
     """
     return (
-        select(*(col.label(name) for name, col in COLUMNS.items()))
+        select(*(col.label(name) for name, col in COLUMNS.items()), INS.policy_format)
         .select_from(RATINGS)
         .join(TEXTS, T.rating_id == R.id)
         .join(INSURERS, INS.id == R.insurer_id)
@@ -63,13 +64,14 @@ def review_select() -> Select[Any]:
 
 def to_doc(row: Any) -> ReviewDoc:
     data = dict(row._mapping)
+    patterns = policy_patterns(data.pop("policy_format", None))
     data["occurred_at"] = int(utc(data["occurred_at"]).timestamp())
     data["province"] = province_of(data["region"])
     data["verified"] = bool(data["verified"])
     # What is shown and indexed is masked (phone numbers, ID numbers, ...); the stored
     # text stays as submitted. (The SQL fallback's LIKE path for short terms still reads
     # the stored text; Meilisearch only ever sees the masked form.)
-    data["text"] = mask(data["text"])
+    data["text"] = mask(data["text"], patterns)
     return ReviewDoc.from_mapping(data)
 
 

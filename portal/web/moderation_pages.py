@@ -71,24 +71,44 @@ async def decide(request: Request) -> Response:
     return render(request, "regulator/_takedown.html", context)
 
 
+async def _screening(
+    request: Request, err: PortalError | None = None, flag_id: int | None = None, note: str = ""
+) -> Response:
+    items = await request.state.portal.read(flags.queue)
+    context = {
+        "flags": items,
+        "error": translate(locale_of(request), err.message, err.params) if err else None,
+        "error_flag": flag_id,
+        "note": note,
+    }
+    return render(request, "regulator/screening.html", context, status=err.status if err else 200)
+
+
 @router.route("/regulator/screening", roles="regulator")
 async def screening_queue(request: Request) -> Response:
-    items = await request.state.portal.read(flags.queue)
-    return render(request, "regulator/screening.html", {"flags": items})
+    return await _screening(request)
 
 
 @router.route("/regulator/screening/{flag_id}", roles="regulator", methods=("POST",))
 async def review_flag(request: Request) -> Response:
     flag_id = _int(request.path_params["flag_id"])
     form = await request.form()
-    await request.state.portal.write(
-        flags.resolve,
-        flag_id=flag_id,
-        user_id=request.state.principal.user_id,
-        outcome=str(form.get("outcome") or ""),
-        note=str(form.get("note") or ""),
-    )
-    return RedirectResponse("/regulator/screening", status_code=303)
+    note = str(form.get("note") or "")
+    try:
+        request_id = await request.state.portal.write(
+            flags.resolve,
+            flag_id=flag_id,
+            user_id=request.state.principal.user_id,
+            outcome=str(form.get("outcome") or ""),
+            note=note,
+        )
+    except PortalError as err:
+        if err.status == 404:
+            raise
+        return await _screening(request, err, flag_id, note)
+    # An opened request goes to the takedown queue, where the regulator decides it.
+    target = f"/regulator/takedowns#request-{request_id}" if request_id else "/regulator/screening"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.route("/transparency", roles="public")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from babel.dates import format_datetime
+from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from jinja2_fragments.starlette import Jinja2Blocks
 from starlette.requests import Request
@@ -57,6 +57,7 @@ def make_templates() -> Jinja2Blocks:
     env = templates.env
     env.filters["num"] = lambda v, locale="zh_Hans": format_decimal(v, locale=_babel(locale))
     env.filters["when"] = _when
+    env.filters["day"] = _day
     env.globals["babel_locale"] = _babel
     return templates
 
@@ -71,6 +72,13 @@ def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") 
     # Beijing time, and say so: the API speaks UTC, people here read UTC+8.
     shown = format_datetime(utc(value).astimezone(CHINA), fmt, locale=_babel(locale))
     return f"{shown} (UTC+8)"
+
+
+def _day(value: datetime | None, locale: str = "zh_Hans") -> str:
+    """The calendar day in Beijing (a notice's date: "2026年11月22日")."""
+    if value is None:
+        return ""
+    return format_date(utc(value).astimezone(CHINA).date(), "long", locale=_babel(locale))
 
 
 def is_htmx(request: Request) -> bool:

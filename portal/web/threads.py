@@ -46,8 +46,10 @@ async def follow_up(request: Request) -> Response:
     rating_id = request.path_params["rating_id"]
     form = await request.form()
     token, body = str(form.get("t") or ""), str(form.get("body") or "")
+    portal = request.state.portal
+    await portal.read(web.receipt, rating_id, token)  # a wrong token never takes a write lock
     try:
-        await request.state.portal.write(_follow_up, rating_id, token, body)
+        await portal.write(_follow_up, rating_id, token, body)
     except PortalError as err:
         if err.status == 404:
             raise

@@ -173,3 +173,30 @@ def test_the_routes_that_hide_texts_are_only_the_regulators() -> None:
         ("/regulator/takedowns/{request_id}", ("regulator",)),
         ("/regulator/screening/{flag_id}", ("regulator",)),
     }
+
+
+def test_screening_desk_explains_refusals_and_links_a_pending_request(
+    client: TestClient, engine: Engine, objects: Objects, users: World
+) -> None:
+    login(client, "reg")
+    csrf = csrf_of(client.get("/regulator/screening").text)
+
+    def post(flag: int, **form: str) -> Any:
+        return client.post(f"/regulator/screening/{flag}", data={**form, "csrf_token": csrf},
+                           headers={"origin": BASE}, follow_redirects=False)  # fmt: skip
+
+    empty = post(objects.flag, outcome="takedown", note="")
+    assert empty.status_code == 422 and "请填写说明" in text_of(empty.text)
+    # The insurer already asked about this abusive text: the flag joins that request.
+    with engine.begin() as conn:
+        a = directory.insurer_id(conn, users.insurer_a)
+        [flag] = [f for f in flags.queue(conn) if f.id == objects.flag]
+        asked = takedowns.request(
+            conn, insurer_id=a, user_id=moderation_user(conn, "insurer", "TA"),
+            rating_id=flag.rating_id, reason="abuse", explanation="辱骂员工",
+        )  # fmt: skip
+    joined = post(objects.flag, outcome="takedown", note="含辱骂")
+    assert joined.status_code == 303
+    assert joined.headers["location"] == f"/regulator/takedowns#request-{asked}"
+    with engine.connect() as conn:
+        assert [r.id for r in takedowns.for_rating(conn, flag.rating_id)] == [asked]

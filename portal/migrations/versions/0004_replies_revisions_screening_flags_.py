@@ -27,34 +27,76 @@ APPEND_ONLY = {
     "reply_revisions": "id = NEW.id",
 }
 
-APPROVED = (
-    "EXISTS (SELECT 1 FROM takedown_requests r JOIN takedown_decisions d "
-    "ON d.request_id = r.id WHERE r.rating_id = NEW.rating_id AND d.decision = 'approved'{})"
-)
-PERSONAL = " AND r.reason = 'personal_data'"
 
-# What no UPDATE of rating_texts may do (a condition over OLD and NEW, both dialects).
-TEXT_VIOLATION = (
-    "NEW.rating_id <> OLD.rating_id OR NEW.salt <> OLD.salt"
-    " OR (OLD.hidden AND NOT NEW.hidden) OR (OLD.redacted AND NOT NEW.redacted)"
-    " OR (NEW.body <> OLD.body AND NOT NEW.redacted)"
-    f" OR NOT {APPROVED.format('')}"
-    f" OR (NEW.body <> OLD.body AND NOT {APPROVED.format(PERSONAL)})"
-)
+def _approved(extra: str = "") -> str:
+    """An approved decision exists for a request about the rating of the NEW row."""
+    return (
+        "EXISTS (SELECT 1 FROM takedown_requests r JOIN takedown_decisions d "
+        "ON d.request_id = r.id WHERE r.rating_id = NEW.rating_id "
+        f"AND d.decision = 'approved'{extra})"
+    )
 
-PG_TEXT_GUARD = f"""
+
+def text_violation(ne: str) -> str:
+    """What no UPDATE of rating_texts may do; `ne` is the null-safe inequality."""
+    personal = _approved(" AND r.reason = 'personal_data'")
+    return " OR ".join(
+        [
+            "NEW.rating_id <> OLD.rating_id",
+            "NEW.salt <> OLD.salt",
+            f"NOT {_approved()}",  # nothing changes without an approved request
+            "(OLD.hidden AND NOT NEW.hidden)",  # a hidden text never comes back
+            "(OLD.redacted AND NOT NEW.redacted)",
+            # hiding: dated, and with the reason of an approved request
+            "(NEW.hidden AND NOT OLD.hidden AND (NEW.hidden_at IS NULL OR NOT "
+            + _approved(" AND r.reason = NEW.hidden_reason")
+            + "))",
+            # otherwise the notice's date and reason never change
+            f"((OLD.hidden OR NOT NEW.hidden) AND (NEW.hidden_at {ne} OLD.hidden_at "
+            f"OR NEW.hidden_reason {ne} OLD.hidden_reason))",
+            # the body only ever changes to its erasure, for an approved personal-data request
+            f"(NEW.body <> OLD.body AND (NEW.body <> '' OR NOT NEW.redacted OR NOT NEW.hidden "
+            f"OR NOT {personal}))",
+            f"(NEW.redacted AND NOT OLD.redacted AND (NEW.body <> '' OR NOT {personal}))",
+        ]
+    )
+
+
+def request_violation(ne: str) -> str:
+    """A request is fixed once made; its status only follows its (append-only) decision."""
+    fixed = ("id", "rating_id", "insurer_id", "reason", "explanation", "requested_by", "source")
+    return " OR ".join(
+        [
+            *(f"NEW.{c} <> OLD.{c}" for c in fixed),
+            f"NEW.requested_at {ne} OLD.requested_at",
+            f"(NEW.status <> OLD.status AND (OLD.status <> 'pending' OR NEW.status {ne} "
+            "(SELECT d.decision FROM takedown_decisions d WHERE d.request_id = NEW.id)))",
+        ]
+    )
+
+
+PG_GUARDS = f"""
 CREATE OR REPLACE FUNCTION gongping_text_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'DELETE' THEN
     RAISE EXCEPTION 'rating text: DELETE is not allowed' USING ERRCODE = 'insufficient_privilege';
   END IF;
-  IF {TEXT_VIOLATION} THEN
+  IF {text_violation("IS DISTINCT FROM")} THEN
     RAISE EXCEPTION 'rating text: only an approved takedown hides or redacts it'
       USING ERRCODE = 'insufficient_privilege';
   END IF;
   RETURN NEW;
 END $$;
+CREATE OR REPLACE FUNCTION gongping_request_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' OR {request_violation("IS DISTINCT FROM")} THEN
+    RAISE EXCEPTION 'takedown request: % is not allowed', TG_OP
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  RETURN NEW;
+END $$;
 """
+GUARDED = {"rating_texts": "gongping_text_guard", "takedown_requests": "gongping_request_guard"}
 
 
 def _sqlite_append_only(table: str, unique: str) -> list[str]:
@@ -78,54 +120,62 @@ def add_triggers() -> None:
                 f"CREATE TRIGGER {t}_no_change BEFORE UPDATE OR DELETE ON {t} "
                 "FOR EACH ROW EXECUTE FUNCTION gongping_append_only()"
             )
+        op.execute(PG_GUARDS)
+        for t, fn in GUARDED.items():
+            op.execute(
+                f"CREATE TRIGGER {t}_guard BEFORE UPDATE OR DELETE ON {t} "
+                f"FOR EACH ROW EXECUTE FUNCTION {fn}()"
+            )
+        for t in (*APPEND_ONLY, *GUARDED):
             op.execute(
                 f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION gongping_append_only()"
             )
-        op.execute(PG_TEXT_GUARD)
-        op.execute(
-            "CREATE TRIGGER rating_texts_guard BEFORE UPDATE OR DELETE ON rating_texts "
-            "FOR EACH ROW EXECUTE FUNCTION gongping_text_guard()"
-        )
-        op.execute(
-            "CREATE TRIGGER rating_texts_no_truncate BEFORE TRUNCATE ON rating_texts "
-            "FOR EACH STATEMENT EXECUTE FUNCTION gongping_append_only()"
-        )
-        for t, name in [(t, f"{t}_no_change") for t in APPEND_ONLY] + [
-            *((t, f"{t}_no_truncate") for t in (*APPEND_ONLY, "rating_texts")),
-            ("rating_texts", "rating_texts_guard"),
-        ]:
-            op.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {name}")
+            op.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {t}_no_truncate")
+            guard = f"{t}_no_change" if t in APPEND_ONLY else f"{t}_guard"
+            op.execute(f"ALTER TABLE {t} ENABLE ALWAYS TRIGGER {guard}")
         return
     for t, unique in APPEND_ONLY.items():
         for sql in _sqlite_append_only(t, unique):
             op.execute(sql)
-    op.execute(
-        "CREATE TRIGGER rating_texts_guard BEFORE UPDATE ON rating_texts "
-        f"WHEN {TEXT_VIOLATION} "
-        "BEGIN SELECT RAISE(ABORT, 'rating text: only an approved takedown hides or redacts it'); "
-        "END"
-    )
-    op.execute(
-        "CREATE TRIGGER rating_texts_no_delete BEFORE DELETE ON rating_texts "
-        "BEGIN SELECT RAISE(ABORT, 'rating text: DELETE is not allowed'); END"
-    )
+    for t, violation, message in (
+        ("rating_texts", text_violation("IS NOT"), "only an approved takedown hides or redacts it"),
+        ("takedown_requests", request_violation("IS NOT"), "a request is fixed once made"),
+    ):
+        op.execute(
+            f"CREATE TRIGGER {t}_guard BEFORE UPDATE ON {t} WHEN {violation} "
+            f"BEGIN SELECT RAISE(ABORT, '{t}: {message}'); END"
+        )
+        op.execute(
+            f"CREATE TRIGGER {t}_no_delete BEFORE DELETE ON {t} "
+            f"BEGIN SELECT RAISE(ABORT, '{t}: DELETE is not allowed'); END"
+        )
+    # INSERT OR REPLACE deletes the old row without firing DELETE triggers unless the
+    # connection has recursive_triggers on (ours do; the sqlite3 shell does not).
+    for t, key in (("rating_texts", "rating_id"), ("takedown_requests", "id")):
+        op.execute(
+            f"CREATE TRIGGER {t}_no_replace BEFORE INSERT ON {t} "
+            f"WHEN EXISTS (SELECT 1 FROM {t} WHERE {key} = NEW.{key}) "
+            f"BEGIN SELECT RAISE(ABORT, '{t}: REPLACE is not allowed'); END"
+        )
 
 
 def drop_triggers() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for t in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {t}_no_change ON {t}")
+        for t in (*APPEND_ONLY, *GUARDED):
             op.execute(f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}")
-        op.execute("DROP TRIGGER IF EXISTS rating_texts_guard ON rating_texts")
-        op.execute("DROP TRIGGER IF EXISTS rating_texts_no_truncate ON rating_texts")
-        op.execute("DROP FUNCTION IF EXISTS gongping_text_guard()")
+        for t, fn in GUARDED.items():
+            op.execute(f"DROP TRIGGER IF EXISTS {t}_guard ON {t}")
+            op.execute(f"DROP FUNCTION IF EXISTS {fn}()")
         return
     for t in APPEND_ONLY:
         for action in ("update", "delete", "replace"):
             op.execute(f"DROP TRIGGER IF EXISTS {t}_no_{action}")
-    op.execute("DROP TRIGGER IF EXISTS rating_texts_guard")
-    op.execute("DROP TRIGGER IF EXISTS rating_texts_no_delete")
+    for t in GUARDED:
+        for name in ("guard", "no_delete", "no_replace"):
+            op.execute(f"DROP TRIGGER IF EXISTS {t}_{name}")
 
 
 def upgrade() -> None:
@@ -157,6 +207,7 @@ def upgrade() -> None:
         sa.Column("rating_id", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("reply_id", sa.Integer(), nullable=True),
         sa.Column("terms", sa.Text(), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
         sa.Column("flagged_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("reviewed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("reviewed_by", sa.Integer(), nullable=True),
@@ -178,6 +229,20 @@ def upgrade() -> None:
     with op.batch_alter_table("screening_flags", schema=None) as batch_op:
         batch_op.create_index(
             batch_op.f("ix_screening_flags_rating_id"), ["rating_id"], unique=False
+        )
+
+    op.create_index(
+        "uq_takedown_pending",
+        "takedown_requests",
+        ["rating_id"],
+        unique=True,
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    )
+
+    with op.batch_alter_table("insurers", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("policy_format", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True)
         )
 
     with op.batch_alter_table("rating_texts", schema=None) as batch_op:
@@ -209,12 +274,17 @@ def downgrade() -> None:
     with op.batch_alter_table("takedown_requests", schema=None) as batch_op:
         batch_op.drop_column("source")
 
+    op.drop_index("uq_takedown_pending", table_name="takedown_requests")
+
     with op.batch_alter_table("replies", schema=None) as batch_op:
         batch_op.drop_constraint("uq_replies_rating_author", type_="unique")
         batch_op.drop_column("working_days")
 
     with op.batch_alter_table("rating_texts", schema=None) as batch_op:
         batch_op.drop_column("hidden_reason")
+
+    with op.batch_alter_table("insurers", schema=None) as batch_op:
+        batch_op.drop_column("policy_format")
 
     with op.batch_alter_table("screening_flags", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_screening_flags_rating_id"))
