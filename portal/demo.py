@@ -137,12 +137,29 @@ TAKEDOWN_REASONS = (
 )
 
 
+ABUSIVE = (
+    ("claim", 1, "理赔员就是个废物，材料交了三次还说不全，打电话过去直接挂断。"),
+    ("renewal", 1, "续保的时候那个业务员跟个畜生一样，态度极差，以后再也不在这里买了。"),
+)
+
+
+def _abusive(engine: Engine, code: str) -> None:
+    """Two reviews in words the screening flags, so the regulator's queue has work."""
+    when = datetime.now(UTC) - timedelta(days=1)
+    record_batch(engine, [
+        RatingIn(insurer=code, stage=stage, channel="web", scale=5, value=value,
+                 occurred_at=when, source="web", idempotency_key=f"demo-abusive-{i}",
+                 text=text)
+        for i, (stage, value, text) in enumerate(ABUSIVE)
+    ])  # fmt: skip
+
+
 def _moderation(engine: Engine, rng: random.Random) -> None:
     """Replies to a share of each insurer's ratings, and a few takedown requests."""
     now = datetime.now(UTC)
     with engine.begin() as conn:
         regulator = conn.execute(select(User.id).where(User.username == "regulator")).scalar()
-        for ins in demo_data.insurers():
+        for i, ins in enumerate(demo_data.insurers()):
             iid = directory.insurer_id(conn, ins.code)
             username = f"insurer-{ins.code.lower()}"
             user = conn.execute(select(User.id).where(User.username == username)).scalar()
@@ -163,7 +180,8 @@ def _moderation(engine: Engine, rng: random.Random) -> None:
                     conn, insurer_id=iid, user_id=user, rating_id=r.id, now=at,
                     body=rng.choice(SORRY if r.bottom_box else THANKS), change_made=change,
                 )  # fmt: skip
-            _takedowns(conn, rng, iid, user, regulator, [r for r in rows if r.bottom_box], now)
+            unhappy = [r for r in rows if r.bottom_box]
+            _takedowns(conn, rng, iid, user, regulator, unhappy, now, pending_first=i < 3)
 
 
 REJECTED = "评价属于客户对服务的主观感受，不构成诽谤，予以保留。"
@@ -171,13 +189,13 @@ REJECTED = "评价属于客户对服务的主观感受，不构成诽谤，予�
 
 def _takedowns(
     conn: Any, rng: random.Random, iid: int, user: int, regulator: int | None,
-    unhappy: list[Any], now: datetime,
+    unhappy: list[Any], now: datetime, pending_first: bool = False,
 ) -> None:  # fmt: skip
     """Two decided requests from long ago, and (for some insurers) one still pending."""
     old = [r for r in unhappy if utc(r.recorded_at) < now - timedelta(days=30)]
     recent = [r for r in unhappy if utc(r.recorded_at) > now - timedelta(days=10)]
     picked = rng.sample(old, min(len(old), 2))
-    if recent and rng.random() < 0.5:
+    if recent and (pending_first or rng.random() < 0.5):
         picked.append(rng.choice(recent))
     for r, (reason, why, approve) in zip(picked, rng.sample(TAKEDOWN_REASONS, 3), strict=False):
         asked = min(utc(r.recorded_at) + timedelta(days=2), now)
@@ -222,7 +240,11 @@ def load(
     example = None
     if not present:
         staff = _directory(engine, rng)
-        added = _ratings(engine, staff, rng, n, progress)
+        extra = len(ABUSIVE) if n >= 100 else 0  # part of the N, so counts stay as asked
+        added = _ratings(engine, staff, rng, n - extra, progress)
+        if extra:
+            _abusive(engine, demo_data.insurers()[0].code)
+            added += extra
         example = _policies(engine, settings)[0]
     users = _users(engine)
     if not present:
