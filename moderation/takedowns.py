@@ -354,6 +354,11 @@ class QuarterRow:
     def pending(self) -> int:
         return self.requests - self.approved - self.rejected
 
+    @property
+    def year_quarter(self) -> tuple[str, str]:
+        year, _, q = self.quarter.partition("-Q")
+        return year, q
+
 
 def quarter_of(at: datetime) -> str:
     local = utc(at).astimezone(CHINA)
