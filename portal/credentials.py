@@ -146,9 +146,14 @@ def authenticate_client(
 
 
 def check_signature(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """HMAC-SHA256(secret, timestamp + "." + body), compared in constant time."""
-    expected = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return hmac.compare_digest("sha256=" + expected.hexdigest(), signature)
+    """HMAC-SHA256(secret, timestamp + "." + body), compared in constant time.
+
+    Compared as bytes: hmac.compare_digest raises TypeError on a non-ASCII str, and a
+    header may carry anything (Starlette decodes headers as latin-1)."""
+    stamp = timestamp.encode("utf-8", "surrogatepass")
+    expected = hmac.new(secret.encode(), stamp + b"." + body, hashlib.sha256)
+    given = signature.encode("utf-8", "surrogatepass")
+    return hmac.compare_digest(b"sha256=" + expected.hexdigest().encode(), given)
 
 
 def now() -> datetime:
