@@ -4,7 +4,7 @@ fraud signals. Reads the call, task and attempt tables (small, per insurer)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, case, func, select
@@ -35,7 +35,9 @@ def _calls(since: date) -> Any:
             Rating,
             and_(Rating.source == PhoneCall.source, Rating.idempotency_key == PhoneCall.call_id),
         )
-        .where(PhoneCall.ended_at >= china_midnight(since))
+        # As UTC: SQLite stores times as UTC text without an offset, and a China-time
+        # bound compared as text would start the window 8 hours late.
+        .where(PhoneCall.ended_at >= china_midnight(since).astimezone(UTC))
     )
 
 
