@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from portal import policies
 from portal.canonical import utc
-from portal.errors import Conflict, Invalid, NotFound, PortalError
+from portal.errors import BadRequest, Conflict, Invalid, NotFound, PortalError
 from portal.models import Insurer, Rating, Staff, VisitAttempt, VisitTask
 from portal.policies import ImportReport, RowError
+from portal.ratings import EARLIEST_YEAR
 from portal.visit_schedule import (
     KINDS,
     MAX_ATTEMPTS,
@@ -42,6 +43,29 @@ CHUNK = 2000  # rows per INSERT and per IN (...) lookup
 TASKS: Any = VisitTask.__table__
 ATTEMPTS: Any = VisitAttempt.__table__
 Progress = Callable[[int], None]
+HISTORY = ("reached", "rated")  # an `answered` attempt may still be reported for these
+
+
+def checked_time(value: datetime, field: str, now: datetime, skew: int = 120) -> datetime:
+    """A reported time within the bounds ratings use (portal.ratings.validate), as UTC.
+
+    The year is checked before the conversion: year 1 or 9999 with an offset would
+    overflow in utc() (a 500), and a time in the future is refused, not stored."""
+    if value.year < EARLIEST_YEAR:
+        raise Invalid(
+            "The time %(value)s is too far in the past.",
+            field=field,
+            code="time_too_old",
+            value=value.isoformat(),
+        )
+    if value.year > now.year + 1 or utc(value) > now + timedelta(seconds=skew):
+        raise Invalid(
+            "The time %(value)s is in the future.",
+            field=field,
+            code="time_in_future",
+            value=value.isoformat(),
+        )
+    return utc(value)
 
 
 @dataclass(frozen=True)
@@ -225,23 +249,63 @@ def apply(
     """Create new tasks in batches; update, reopen or refuse to change existing ones."""
     now = datetime.now(UTC)
     existing = _existing(conn, [v.key for _, v in rows])
-    new: list[dict[str, Any]] = []
+    new: list[tuple[int, VisitIn]] = []
     for line, visit in rows:
         row = existing.get(visit.key)
         if row is None:
-            new.append(_new_task(visit, now))
+            new.append((line, visit))
             continue
-        try:
-            outcome = _update(conn, row, visit, today, now)
-        except PortalError as err:
-            report.errors.append(RowError(line, err))
-            continue
-        setattr(report, outcome, getattr(report, outcome) + 1)
-    for start in range(0, len(new), CHUNK):
-        conn.execute(TASKS.insert(), new[start : start + CHUNK])
-    report.added += len(new)
+        _update_row(conn, row, line, visit, today, now, report)
+    lost = _insert_new(conn, new, now)
+    report.added += len(new) - len(lost)
+    if lost:  # a concurrent upload created them first: update those as existing ones
+        existing = _existing(conn, [v.key for _, v in lost])
+        for line, visit in lost:
+            _update_row(conn, existing[visit.key], line, visit, today, now, report)
     report.errors.sort(key=lambda e: e.line)
     return report
+
+
+def _update_row(
+    conn: Connection,
+    row: Any,
+    line: int,
+    visit: VisitIn,
+    today: date,
+    now: datetime,
+    report: VisitReport,
+) -> None:
+    try:
+        outcome = _update(conn, row, visit, today, now)
+    except PortalError as err:
+        report.errors.append(RowError(line, err))
+        return
+    setattr(report, outcome, getattr(report, outcome) + 1)
+
+
+def _insert_new(
+    conn: Connection, new: list[tuple[int, VisitIn]], now: datetime
+) -> list[tuple[int, VisitIn]]:
+    """INSERT ... ON CONFLICT DO NOTHING: the rows another transaction inserted first
+    (two uploads of the same new policy at once on PostgreSQL) come back instead of an
+    IntegrityError; on SQLite the write lock makes that impossible."""
+    if not new:
+        return []
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = (
+        insert(TASKS)
+        .on_conflict_do_nothing(index_elements=["insurer_id", "kind", "policy_no"])
+        .returning(TASKS.c.insurer_id, TASKS.c.kind, TASKS.c.policy_no)
+    )
+    inserted: set[tuple[int, str, str]] = set()
+    for start in range(0, len(new), CHUNK):
+        batch = [_new_task(v, now) for _, v in new[start : start + CHUNK]]
+        result = conn.execute(stmt, batch)
+        inserted.update((r.insurer_id, r.kind, r.policy_no) for r in result)
+    return [(line, v) for line, v in new if v.key not in inserted]
 
 
 def _existing(
@@ -367,12 +431,32 @@ def correct_phone(
     return _task(conn, insurer_id, task_id)
 
 
-def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str, Any]:
+def parse_cursor(raw: str) -> tuple[date, int]:
+    """A due-list cursor "YYYY-MM-DD.ID" (the last entry of the previous page)."""
+    day, _, task_id = raw.partition(".")
+    try:
+        if not (task_id.isascii() and task_id.isdigit()) or len(task_id) > 18:
+            raise ValueError
+        return date.fromisoformat(day), int(task_id)
+    except ValueError:
+        raise BadRequest(
+            "The cursor is not one this list gave out.", field="cursor", code="malformed_cursor"
+        ) from None
+
+
+def due(
+    conn: Connection, insurer_id: int, day: date, cursor: tuple[date, int] | None = None
+) -> dict[str, Any]:
     """The calls due on `day`: open tasks whose cycle has begun, not yet tried that day,
-    with fewer than 3 attempts; each with the window its next attempt belongs in."""
+    with fewer than 3 attempts; each with the window its next attempt belongs in.
+
+    Pages are keyset pages ordered by (due_until, id): `next_cursor` names the last
+    entry, and the next page starts after it. Tasks tried (or closed) while a caller
+    works through the pages leave the list without shifting the entries after them,
+    which an OFFSET would do (it skipped calls)."""
     if not is_call_day(day):
-        return {"date": day.isoformat(), "call_day": False, "visits": [], "next_page": None}
-    rows = conn.execute(
+        return {"date": day.isoformat(), "call_day": False, "visits": [], "next_cursor": None}
+    stmt = (
         select(TASKS, Staff.staff_no)
         .join(Staff, Staff.id == VisitTask.staff_id)
         .where(
@@ -383,15 +467,24 @@ def due(conn: Connection, insurer_id: int, day: date, page: int = 1) -> dict[str
             or_(VisitTask.last_attempt_on.is_(None), VisitTask.last_attempt_on != day),
         )
         .order_by(VisitTask.due_until, VisitTask.id)
-        .offset((page - 1) * PAGE)
         .limit(PAGE + 1)
-    ).all()
+    )
+    if cursor is not None:
+        after_day, after_id = cursor
+        stmt = stmt.where(
+            or_(
+                VisitTask.due_until > after_day,
+                and_(VisitTask.due_until == after_day, VisitTask.id > after_id),
+            )
+        )
+    rows = conn.execute(stmt).all()
     visits = [_due_entry(r, day) for r in rows[:PAGE]]
+    last = rows[PAGE - 1] if len(rows) > PAGE else None
     return {
         "date": day.isoformat(),
         "call_day": True,
         "visits": visits,
-        "next_page": page + 1 if len(rows) > PAGE else None,
+        "next_cursor": f"{last.due_until.isoformat()}.{last.id}" if last else None,
     }
 
 
@@ -423,7 +516,12 @@ def record_attempt(
     skew: int = 120,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """One call attempt. The same task and time again is a replay (same answer)."""
+    """One call attempt. The same task and time again is a replay (same answer).
+
+    One attempt per China day counts, in time order: a second one on a day the task was
+    tried already, or one older than the last, is refused (the due list offers a task
+    once a day, so 3 attempts take 3 days and 3 windows). An `answered` attempt reported
+    after the task was reached or rated is kept as history and changes nothing."""
     now = now or datetime.now(UTC)
     if outcome not in OUTCOMES:
         raise Invalid(
@@ -432,21 +530,56 @@ def record_attempt(
             code="invalid_outcome",
             value=outcome[:40],
         )
-    task = _task(conn, insurer_id, task_id)
+    moment = checked_time(at, "at", now, skew)
+    for _ in range(2):  # once more when a concurrent attempt on the task won
+        task = _task(conn, insurer_id, task_id)
+        replay = _replay(conn, task, moment, outcome)
+        if replay is not None:
+            return replay
+        _check_attempt(task, at, outcome)
+        if _apply_attempt(conn, task, outcome, at, now):
+            break
+    else:
+        raise Conflict(
+            "Another attempt was recorded at the same moment; retry.", code="concurrent_attempt"
+        )
+    conn.execute(
+        ATTEMPTS.insert().values(
+            task_id=task.id,
+            cycle=task.cycle,
+            outcome=outcome,
+            at=moment,
+            source=source,
+            recorded_at=now,
+        )
+    )
+    return _state(_task(conn, insurer_id, task_id), replayed=False)
+
+
+def _replay(conn: Connection, task: Any, moment: datetime, outcome: str) -> Any:
     prior = conn.execute(
         select(VisitAttempt.outcome).where(
-            VisitAttempt.task_id == task.id, VisitAttempt.at == utc(at)
+            VisitAttempt.task_id == task.id, VisitAttempt.at == moment
         )
     ).first()
-    if prior is not None:
-        if prior.outcome != outcome:
-            raise Conflict(
-                "An attempt at this time was already recorded with another outcome.",
-                field="at",
-                code="idempotency_conflict",
-            )
-        return _state(task, replayed=True)
-    _check_attempt(task, at, now + timedelta(seconds=skew))
+    if prior is None:
+        return None
+    if prior.outcome != outcome:
+        raise Conflict(
+            "An attempt at this time was already recorded with another outcome.",
+            field="at",
+            code="idempotency_conflict",
+        )
+    return _state(task, replayed=True)
+
+
+def _apply_attempt(conn: Connection, task: Any, outcome: str, at: datetime, now: datetime) -> bool:
+    """Count the attempt on its task; False when a concurrent attempt changed it first."""
+    day = china_day(at)
+    if task.status in HISTORY:  # an answered call after the fact: history only
+        last = max(day, task.last_attempt_on) if task.last_attempt_on else day
+        conn.execute(update(VisitTask).where(VisitTask.id == task.id).values(last_attempt_on=last))
+        return True
     attempts = task.attempts + 1
     status = {
         "answered": "reached",
@@ -457,40 +590,17 @@ def record_attempt(
     done = conn.execute(
         update(VisitTask)
         .where(
-            VisitTask.id == task.id, VisitTask.status == "open", VisitTask.attempts == task.attempts
+            VisitTask.id == task.id,
+            VisitTask.status == "open",
+            VisitTask.cycle == task.cycle,
+            VisitTask.attempts == task.attempts,
         )
-        .values(
-            attempts=attempts,
-            status=status,
-            last_attempt_on=china_day(at),
-            updated_at=now,
-        )
+        .values(attempts=attempts, status=status, last_attempt_on=day, updated_at=now)
     )
-    if done.rowcount != 1:  # a concurrent attempt won: record nothing
-        raise Conflict(
-            "Another attempt was recorded at the same moment; retry.", code="concurrent_attempt"
-        )
-    conn.execute(
-        ATTEMPTS.insert().values(
-            task_id=task.id,
-            cycle=task.cycle,
-            outcome=outcome,
-            at=utc(at),
-            source=source,
-            recorded_at=now,
-        )
-    )
-    return _state(_task(conn, insurer_id, task_id), replayed=False)
+    return done.rowcount == 1
 
 
-def _check_attempt(task: Any, at: datetime, latest: datetime) -> None:
-    if utc(at) > latest:
-        raise Invalid(
-            "The time %(value)s is in the future.",
-            field="at",
-            code="time_in_future",
-            value=at.isoformat(),
-        )
+def _check_attempt(task: Any, at: datetime, outcome: str) -> None:
     if not in_call_window(at):
         raise Invalid(
             "%(value)s is outside the call windows: customers are called only in them.",
@@ -505,12 +615,30 @@ def _check_attempt(task: Any, at: datetime, latest: datetime) -> None:
             code="not_due_yet",
             day=task.due_from.isoformat(),
         )
+    if task.status in HISTORY and outcome == "answered":
+        return
     if task.status != "open":
         raise Conflict(
             "This return visit is no longer open (%(status)s).",
             field="task_id",
             code="visit_closed",
             status=task.status,
+        )
+    last = task.last_attempt_on
+    if last is not None and china_day(at) == last:
+        raise Invalid(
+            "This customer was already tried on %(day)s: one attempt a day counts, "
+            "try again on the next call day.",
+            field="at",
+            code="already_tried_today",
+            day=last.isoformat(),
+        )
+    if last is not None and china_day(at) < last:
+        raise Invalid(
+            "An attempt on %(day)s was recorded already; an earlier one cannot follow it.",
+            field="at",
+            code="attempt_out_of_order",
+            day=last.isoformat(),
         )
 
 
@@ -531,8 +659,14 @@ def task_for_rating(
     policy_no: str,
     source: str,
     key: str,
+    occurred_at: datetime | None = None,
 ) -> Any:
-    """The task a return-visit keypad rating completes (with its staff_no), or Invalid."""
+    """The task a return-visit keypad rating completes (with its staff_no), or Invalid.
+
+    Only an open or reached task takes a rating, and only a call on or after the first
+    due day of its current cycle (a cycle starts after the issue or closing date, or on
+    the day a corrected number was entered): an unreachable, wrong-number or refused
+    visit, or a "return visit" before the sale or claim it follows, rates nobody."""
     kind = next((k for k, s in KINDS.items() if s == stage), None)
     if kind is None:
         raise Invalid(
@@ -541,7 +675,14 @@ def task_for_rating(
             code="invalid_stage",
         )
     task = conn.execute(
-        select(VisitTask.id, VisitTask.phone, VisitTask.rating_id, Staff.staff_no)
+        select(
+            VisitTask.id,
+            VisitTask.phone,
+            VisitTask.rating_id,
+            VisitTask.status,
+            VisitTask.due_from,
+            Staff.staff_no,
+        )
         .join(Staff, Staff.id == VisitTask.staff_id)
         .where(
             VisitTask.insurer_id == insurer_id,
@@ -572,6 +713,22 @@ def task_for_rating(
             field="policy_no",
             code="visit_already_rated",
         )
+    if used is None and task.status not in ("open", "reached"):
+        raise Conflict(
+            "This return visit is no longer open (%(status)s).",
+            field="policy_no",
+            code="visit_closed",
+            status=task.status,
+        )
+    # Other years are refused by record(); china_day() of year 1 would overflow.
+    sane = occurred_at is not None and EARLIEST_YEAR <= occurred_at.year < 9999
+    if used is None and sane and china_day(occurred_at) < task.due_from:
+        raise Invalid(
+            "This return visit is due from %(day)s.",
+            field="occurred_at",
+            code="not_due_yet",
+            day=task.due_from.isoformat(),
+        )
     return task
 
 
@@ -579,7 +736,11 @@ def complete(conn: Connection, task_id: int, rating: dict[str, Any]) -> None:
     """Inside the rating's transaction: the keypad score completes its task, once."""
     done = conn.execute(
         update(VisitTask)
-        .where(VisitTask.id == task_id, VisitTask.rating_id.is_(None))
+        .where(
+            VisitTask.id == task_id,
+            VisitTask.rating_id.is_(None),
+            VisitTask.status.in_(("open", "reached")),
+        )
         .values(status="rated", rating_id=rating["id"], updated_at=rating["recorded_at"])
     )
     if done.rowcount != 1:  # a concurrent rating won: roll this one back

@@ -3,12 +3,14 @@ Day (1-7 Oct) are statutory holidays; Sun 20 Sep and Sat 10 Oct are make-up work
 
 from __future__ import annotations
 
+import threading
 import uuid
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from portal import phone_reports, visits
 from portal.channels import phone
@@ -17,6 +19,7 @@ from portal.credentials import add_client
 from portal.errors import Conflict, Invalid
 from portal.models import ApiClient, Insurer, VisitTask
 from portal.secrets_files import ensure_key_file
+from portal.stars import china_today
 from tests.factories import CHINA, make_phone_staff
 
 IMPORTED = date(2026, 9, 22)  # the day the campaign files are imported
@@ -168,7 +171,7 @@ def rate(engine: Engine, c: dict[str, Any], policy: str, stage: str, **over: Any
         stage=stage,
         digits=over.pop("digits", "5"),
         scale=5,
-        occurred_at=datetime(2026, 9, 24, 10, 5, tzinfo=CHINA),
+        occurred_at=over.pop("occurred_at", datetime(2026, 9, 24, 10, 5, tzinfo=CHINA)),
         policy_no=policy,
         **over,
     )
@@ -256,3 +259,270 @@ def test_fraud_signals(engine: Engine, campaign: dict[str, Any]) -> None:
     assert [(s["phone"], s["customers"], s["agents"]) for s in shared] == [
         ("138****0050", 3, [("AG1", 3)])
     ]
+
+
+def task_id_of(engine: Engine, c: dict[str, Any], policy: str) -> int:
+    return int(task(engine, c, policy).id)
+
+
+def test_due_list_pages_do_not_skip_calls_tried_meanwhile(
+    engine: Engine, campaign: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call centre works through page 1, then asks for page 2: the calls it tried in
+    between leave the list, and with OFFSET pages the next ones were skipped."""
+    c = campaign
+    import_rows(
+        engine,
+        c,
+        *(f"claim,C-PAGE{i},1380000010{i},AD1,2026-09-10,CUSTP{i}" for i in range(4)),
+    )
+    monkeypatch.setattr(visits, "PAGE", 2)
+    day = date(2026, 9, 24)
+    with engine.connect() as conn:
+        first = visits.due(conn, c["insurer_id"], day)
+    assert [v["policy_no"] for v in first["visits"]] == ["C-PAGE0", "C-PAGE1"]
+    for v in first["visits"]:
+        attempt(engine, c, v["policy_no"], "no_answer", "2026-09-24T10:00:00")
+    with engine.connect() as conn:
+        second = visits.due(conn, c["insurer_id"], day, visits.parse_cursor(first["next_cursor"]))
+    assert [v["policy_no"] for v in second["visits"]] == ["C-PAGE2", "C-PAGE3"]
+    assert second["next_cursor"] is None
+
+
+def test_one_attempt_a_day_and_in_time_order(engine: Engine, campaign: dict[str, Any]) -> None:
+    """Three no_answer reports in one morning would make a customer unreachable without
+    the three windows on three days the due list offers."""
+    c = campaign
+    import_rows(engine, c, "claim,C-DAY,13800000081,AD1,2026-09-10,CUST81")
+    attempt(engine, c, "C-DAY", "no_answer", "2026-09-24T10:00:00")
+    for later in ("2026-09-24T10:05:00", "2026-09-24T15:00:00"):
+        with pytest.raises(Invalid, match="already tried") as err:
+            attempt(engine, c, "C-DAY", "no_answer", later)
+        assert (err.value.code, err.value.status) == ("already_tried_today", 422)
+    attempt(engine, c, "C-DAY", "no_answer", "2026-09-29T15:00:00")
+    with pytest.raises(Invalid) as err:  # a late report of an earlier day
+        attempt(engine, c, "C-DAY", "no_answer", "2026-09-28T15:00:00")
+    assert err.value.code == "attempt_out_of_order"
+    done = task(engine, c, "C-DAY")
+    assert (done.attempts, done.status, done.last_attempt_on) == (2, "open", date(2026, 9, 29))
+
+
+def test_an_answered_attempt_after_the_rating_is_kept_as_history(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    import_rows(engine, c, "claim,C-LATE,13800000082,AD1,2026-09-10,CUST82")
+    rate(engine, c, "C-LATE", "claim")  # the keypad score arrives first
+    state = attempt(engine, c, "C-LATE", "answered", "2026-09-24T10:00:00")
+    assert (state["status"], state["replayed"]) == ("rated", False)
+    assert attempt(engine, c, "C-LATE", "answered", "2026-09-24T10:00:00")["replayed"]
+    with pytest.raises(Conflict, match="no longer open"):
+        attempt(engine, c, "C-LATE", "no_answer", "2026-09-28T10:00:00")
+    assert task(engine, c, "C-LATE").status == "rated"
+
+
+def test_a_rating_completes_only_an_open_or_reached_visit_after_it_is_due(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    import_rows(
+        engine,
+        c,
+        "claim,C-GONE,13800000083,AD1,2026-09-10,CUST83",
+        "claim,C-NO,13800000084,AD1,2026-09-10,CUST84",
+        "claim,C-EARLY,13800000085,AD1,2026-09-10,CUST85",  # due from 24 Sep
+    )
+    attempt(engine, c, "C-GONE", "wrong_number", "2026-09-24T10:00:00")
+    attempt(engine, c, "C-NO", "refused", "2026-09-24T10:00:00")
+    for policy, status in (("C-GONE", "unreachable"), ("C-NO", "refused")):
+        with pytest.raises(Conflict) as err:
+            rate(engine, c, policy, "claim")
+        assert (err.value.code, err.value.params["status"]) == ("visit_closed", status)
+        assert task(engine, c, policy).rating_id is None
+    early = datetime(2026, 9, 23, 10, 0, tzinfo=CHINA)
+    with pytest.raises(Invalid) as err:
+        rate(engine, c, "C-EARLY", "claim", occurred_at=early)
+    assert (err.value.code, err.value.field) == ("not_due_yet", "occurred_at")
+    assert task(engine, c, "C-EARLY").status == "open"
+
+
+def test_times_are_bounded_before_they_are_converted(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    """Year 1 or 9999 with an offset overflowed in utc() (500); a future time was stored."""
+    c = campaign
+    import_rows(engine, c, "claim,C-TIME,13800000086,AD1,2026-09-10,CUST86")
+    tid = task_id_of(engine, c, "C-TIME")
+    east, west = timezone(timedelta(hours=8)), timezone(timedelta(hours=-5))
+    now = datetime(2026, 9, 24, 3, 0, tzinfo=UTC)
+    cases = [
+        (datetime(1, 1, 1, 0, 30, tzinfo=east), "time_too_old"),
+        (datetime(9999, 12, 31, 23, 0, tzinfo=west), "time_in_future"),
+        (datetime(2026, 9, 24, 14, 45, tzinfo=east), "time_in_future"),  # later today
+    ]
+    for moment, code in cases:
+        with engine.begin() as conn, pytest.raises(Invalid) as err:
+            visits.record_attempt(conn, c["insurer_id"], tid, "no_answer", moment, "t", now=now)
+        assert (err.value.code, err.value.field) == (code, "at")
+    assert task(engine, c, "C-TIME").attempts == 0
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    for moment, code in [*cases[:2], (soon, "time_in_future")]:
+        call = phone.CallReport(f"CT-{uuid.uuid4().hex[:8]}", "AG1", True, False, moment)
+        with pytest.raises(Invalid) as err:
+            phone.report_call(engine, c["client"], call)
+        assert (err.value.code, err.value.field) == (code, "ended_at")
+
+
+def test_keypad_digits_are_ascii_keys_only() -> None:
+    for bad in ("³", "４", "٤", "0", "6", "44", ""):
+        with pytest.raises(Invalid):
+            phone._value(bad, 5)
+    with pytest.raises(Invalid):
+        phone._value("4", 3)
+    assert [phone._value(d, 5) for d in "12345"] == [1, 2, 3, 4, 5]
+
+
+def test_a_return_visit_call_id_resent_as_hotline_is_a_conflict(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    import_rows(
+        engine,
+        c,
+        "new_policy,P-KIND,13800000087,AG1,2026-09-22,CUST87",
+        "new_policy,P-KIND2,13800000097,AG1,2026-09-22,CUST97",
+    )
+    call_id = "RV-KIND-" + c["code"]
+    rate(engine, c, "P-KIND", "issuance", call_id=call_id)
+    hotline = phone.KeypadRating(
+        call_id=call_id,
+        kind="hotline",
+        stage="issuance",
+        digits="5",
+        scale=5,
+        occurred_at=datetime(2026, 9, 24, 10, 5, tzinfo=CHINA),
+        agent_no="AG1",  # the same agent, stage and score as the visit's rating
+    )
+    with pytest.raises(Conflict) as err:
+        phone.rate(engine, c["client"], hotline)
+    assert (err.value.code, err.value.field) == ("idempotency_conflict", "call_id")
+    with pytest.raises(Invalid) as err:
+        rate(engine, c, "P-KIND2", "issuance", caller_phone="12345")
+    assert err.value.field == "caller_phone"
+
+
+def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn()
+        except Exception as err:  # noqa: BLE001 - handed to the test
+            out["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_the_same_attempt_twice_at_once_is_one_attempt_and_a_replay(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    import_rows(engine, c, "claim,C-RACE,13800000088,AD1,2026-09-10,CUST88")
+    tid, moment = task_id_of(engine, c, "C-RACE"), datetime(2026, 9, 24, 10, 0, tzinfo=CHINA)
+
+    def record(conn: Any) -> Any:
+        return visits.record_attempt(
+            conn, c["insurer_id"], tid, "no_answer", moment, "t", now=moment
+        )
+
+    def second() -> Any:
+        with engine.begin() as conn:
+            return record(conn)
+
+    with engine.begin() as conn:
+        assert record(conn)["replayed"] is False
+        thread, out = _in_thread(second)
+        thread.join(0.5)  # the second waits for the first's row (or write) lock
+    thread.join(30)
+    assert "error" not in out, out
+    assert out["value"]["replayed"] is True and out["value"]["attempts"] == 1
+    assert task(engine, c, "C-RACE").attempts == 1
+
+
+def test_two_uploads_of_the_same_new_policy_at_once(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    c = campaign
+    item = {
+        "kind": "claim",
+        "policy_no": "C-TWICE",
+        "phone": "13800000089",
+        "staff_no": "AD1",
+        "date": "2026-09-10",
+        "customer": "CUST89",
+    }
+
+    def upload(conn: Any) -> Any:
+        rows = visits.rows_from_api(conn, c["insurer_id"], [item], c["key"], IMPORTED)
+        return visits.apply(conn, rows, IMPORTED, visits.VisitReport())
+
+    def second() -> Any:
+        with engine.begin() as conn:
+            return upload(conn)
+
+    with engine.begin() as conn:
+        assert upload(conn).added == 1
+        thread, out = _in_thread(second)
+        thread.join(0.5)  # waits on the unique index (PostgreSQL) or the write lock
+    thread.join(30)
+    assert "error" not in out, out
+    assert (out["value"].added, out["value"].unchanged, out["value"].errors) == (0, 1, [])
+
+
+def test_survey_window_starts_at_china_midnight(engine: Engine, campaign: dict[str, Any]) -> None:
+    """03:00 China time on the first day of the window is 19:00 UTC the day before: on
+    SQLite a China-time bound compared as naive text left such calls out."""
+    c = campaign
+    today = china_today()
+    first = today - timedelta(days=phone_reports.DAYS - 1)
+    for hour, day in ((3, first), (23, first - timedelta(days=1))):
+        ended = datetime.combine(day, time(hour, 0), CHINA)
+        phone.report_call(
+            engine,
+            c["client"],
+            phone.CallReport(f"CW-{uuid.uuid4().hex[:8]}", "AG1", True, False, ended),
+        )
+    with engine.connect() as conn:
+        agents = phone_reports.survey_by_agent(conn, c["insurer_id"], today)
+    assert [(a["staff_no"], a["calls"]) for a in agents] == [("AG1", 1)]
+
+
+@pytest.mark.parametrize("table", ["visit_attempts", "phone_calls"])
+@pytest.mark.parametrize(
+    "sql", ["UPDATE {t} SET recorded_at = recorded_at WHERE id = {id}", "DELETE FROM {t}"]
+)
+def test_attempts_and_calls_are_append_only(
+    owner_engine: Engine, engine: Engine, campaign: dict[str, Any], table: str, sql: str
+) -> None:
+    """Even the owner cannot change or delete them (triggers of migration 0005)."""
+    c = campaign
+    import_rows(engine, c, "claim,C-KEEP,13800000090,AD1,2026-09-10,CUST90")
+    attempt(engine, c, "C-KEEP", "no_answer", "2026-09-24T10:00:00")
+    phone.report_call(engine, c["client"], phone.CallReport("CK-" + c["code"], "AG1", True, False))
+    with owner_engine.connect() as conn:
+        row_id = conn.execute(text(f"SELECT max(id) FROM {table}")).scalar_one()
+    raw = owner_engine.raw_connection()
+    try:
+        with pytest.raises(Exception, match=r"(?i)append-only"):
+            raw.cursor().execute(sql.format(t=table, id=row_id))
+        raw.rollback()
+        if owner_engine.dialect.name == "postgresql":
+            with pytest.raises(Exception, match=r"(?i)append-only"):
+                raw.cursor().execute(f"TRUNCATE {table} CASCADE")
+            raw.rollback()
+    finally:
+        raw.close()
+    with owner_engine.connect() as conn:
+        assert conn.execute(text(f"SELECT count(*) FROM {table} WHERE id = {row_id}")).scalar()

@@ -19,7 +19,7 @@ from portal import visits
 from portal.canonical import parts_fingerprint, timestamp, utc
 from portal.db import reading
 from portal.errors import Conflict, Invalid
-from portal.models import Insurer, PhoneCall, Staff
+from portal.models import Insurer, PhoneCall, Rating, Staff, VisitTask
 from portal.policies import normalise_phone
 from portal.ratings import RatingIn, Receipt, Within, check_idempotency_key, record
 
@@ -48,8 +48,11 @@ def source_of(client: Any) -> str:
 
 
 def _value(digits: str, scale: int) -> int:
-    """The key the caller pressed: one digit within the scale."""
-    if not (len(digits) == 1 and digits.isdigit()) or not 1 <= int(digits) <= scale:
+    """The key the caller pressed: one ASCII digit within the scale.
+
+    str.isdigit() also accepts "³", full-width "４" and Arabic-Indic "٤" (int() of "³"
+    raises): a keypad sends ASCII, so only "1" to "5" are keys."""
+    if len(digits) != 1 or digits not in "12345"[:scale]:
         raise Invalid(
             "Press a single key from 1 to %(scale)s.",
             field="digits",
@@ -94,6 +97,8 @@ def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
             )
         if k.kind == "return_visit":
             staff_no, within = _return_visit(conn, client, k, source, key)
+        else:
+            _not_a_return_visit(conn, source, key)
     rating = RatingIn(
         insurer=code,
         stage=k.stage,
@@ -122,14 +127,40 @@ def _return_visit(
             field="policy_no",
             code="missing_policy_no",
         )
-    task = visits.task_for_rating(conn, client.insurer_id, k.stage, k.policy_no, source, key)
-    if k.caller_phone is not None and normalise_phone(k.caller_phone) != task.phone:
+    task = visits.task_for_rating(
+        conn, client.insurer_id, k.stage, k.policy_no, source, key, k.occurred_at
+    )
+    if k.caller_phone is not None and _caller_phone(k.caller_phone) != task.phone:
         raise Invalid(
             "The number called is not the one recorded on the policy.",
             field="caller_phone",
             code="phone_mismatch",
         )
     return task.staff_no, lambda c, row: visits.complete(c, task.id, row)
+
+
+def _caller_phone(raw: str) -> str:
+    try:
+        return normalise_phone(raw)
+    except Invalid as err:  # the contract's name for the field
+        err.field = "caller_phone"
+        raise
+
+
+def _not_a_return_visit(conn: Any, source: str, key: str) -> None:
+    """A call_id that rated a return visit, sent again as a hotline rating, is another
+    body (409), even when the rated agent, stage and score happen to match."""
+    visit = conn.execute(
+        select(VisitTask.id)
+        .join(Rating, Rating.id == VisitTask.rating_id)
+        .where(Rating.source == source, Rating.idempotency_key == key)
+    ).first()
+    if visit is not None:
+        raise Conflict(
+            "This call_id was already used for a different rating.",
+            field="call_id",
+            code="idempotency_conflict",
+        )
 
 
 @dataclass(frozen=True)
@@ -159,7 +190,8 @@ def _report_call(engine: Engine, client: Any, call: CallReport) -> tuple[dict[st
             field="hung_up_before_survey",
             code="contradictory_call",
         )
-    ended = utc(call.ended_at) if call.ended_at else None
+    now = datetime.now(UTC)
+    ended = visits.checked_time(call.ended_at, "ended_at", now) if call.ended_at else None
     fp = parts_fingerprint(
         call.agent_no, call.survey_offered, call.hung_up_before_survey, ended and timestamp(ended)
     )
@@ -189,7 +221,6 @@ def _report_call(engine: Engine, client: Any, call: CallReport) -> tuple[dict[st
                 code="unknown_staff",
                 staff_no=call.agent_no[:40],
             )
-        now = datetime.now(UTC)
         row = dict(
             client_id=client.id,
             insurer_id=client.insurer_id,

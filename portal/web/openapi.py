@@ -419,7 +419,7 @@ PHONE_SCHEMAS: dict[str, Any] = {
             "visits": {
                 "type": "array",
                 "minItems": 1,
-                "maxItems": 1000,
+                "maxItems": 300,  # phone_api.MAX_VISITS: realistic rows stay under 64 KiB
                 "items": {
                     "type": "object",
                     "required": ["kind", "policy_no", "phone", "staff_no", "date", "customer"],
@@ -447,7 +447,10 @@ PHONE_SCHEMAS: dict[str, Any] = {
         "properties": {
             "date": {"type": "string", "format": "date"},
             "call_day": {"type": "boolean", "description": "false on statutory holidays"},
-            "next_page": {"type": ["integer", "null"]},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as `cursor` for the next page; null on the last",
+            },
             "visits": {
                 "type": "array",
                 "items": {
@@ -534,7 +537,12 @@ PHONE_PATHS: dict[str, Any] = {
                 {"200": _json(_ref("DueVisits"), "Due calls, 500 per page")},
                 params=[
                     _param("date", "query", description="YYYY-MM-DD, default today (UTC+8)"),
-                    _param("page", "query", "integer"),
+                    _param(
+                        "cursor",
+                        "query",
+                        description="next_cursor of the previous page (keyset pages: a "
+                        "call tried meanwhile never shifts the rest)",
+                    ),
                 ],
             )
         ),

@@ -94,6 +94,9 @@ def test_three_level_scale(client: TestClient, engine: Engine, phone) -> None:  
     assert score == 100  # 1 = satisfied on the 3-level scale
     for over, status, field in [
         ({"scale": 3, "digits": "4"}, 422, "digits"),
+        ({"digits": "³"}, 422, "digits"),  # str.isdigit() is true, int() raised: 500
+        ({"digits": "４"}, 422, "digits"),  # full-width: was stored as a 4
+        ({"digits": "٤"}, 422, "digits"),  # Arabic-Indic
         ({"scale": 4}, 422, "scale"),
         ({"kind": "chat"}, 422, "kind"),
         ({"agent_no": "NOBODY"}, 422, "agent_no"),
@@ -205,3 +208,41 @@ def test_ended_calls_give_survey_offer_and_completion_rates(
     row = next(line for line in text_of(page.text).split("吴新人")[1:2])
     # 4 calls, 1 hung up first; offered in 2 of the 3 others (66.7%); 1 of 2 rated (50%).
     assert row.split()[:5] == [agent, "4", "1", "66.7%", "50.0%"]
+
+
+def test_a_non_ascii_signature_is_refused_not_a_crash(
+    client: TestClient, engine: Engine, phone: tuple[str, str, PhoneStaff]
+) -> None:
+    """hmac.compare_digest raised TypeError on a non-ASCII str: a 500."""
+    body = rating_body()
+    before = counts(engine)
+    for value in ("sha256=é".encode("latin-1"), "sha256=签名".encode(), b"sha256=\xff"):
+        headers = sign(phone[0], phone[1], body) | {"x-signature": value}
+        r = client.post("/api/v1/phone/ratings", content=body, headers=headers)
+        assert r.status_code == 401, r.text
+        assert r.json()["error"]["code"] == "bad_signature"
+    assert credentials.check_signature("secret", "1", b"", "sha256=é") is False
+    assert counts(engine) == before
+
+
+def test_due_list_cursor_and_honest_upload_limit(
+    client: TestClient, phone: tuple[str, str, PhoneStaff]
+) -> None:
+    from portal.web.api import MAX_BODY
+    from portal.web.phone_api import MAX_VISITS
+
+    for query, field in (("page=2", "page"), ("cursor=yesterday", "cursor")):
+        r = client.get(f"/api/v1/phone/return-visits?{query}", headers=sign(*phone[:2], b""))
+        assert r.status_code == 400 and r.json()["error"]["field"] == field, r.text
+    spec = client.get("/api/v1/openapi.json").json()
+    visits_in = spec["components"]["schemas"]["VisitsIn"]["properties"]["visits"]
+    assert visits_in["maxItems"] == MAX_VISITS
+    item = {
+        "kind": "new_policy",
+        "policy_no": "PICC2026110100012345",
+        "phone": "+86 138 0000 0000",
+        "staff_no": "AG000123",
+        "date": "2026-09-01",
+        "customer": "110101199003071234",
+    }
+    assert len(json.dumps({"visits": [item] * MAX_VISITS}).encode()) < MAX_BODY
