@@ -8,8 +8,9 @@ keyed hash, which is what the fraud signals compare; pages show it masked.
 
 from __future__ import annotations
 
+import csv
 import unicodedata
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -199,31 +200,101 @@ def check_row(
     )
 
 
-def _check_csv_record(
-    lookup: _Lookup, rec: dict[str | Any, Any], key: bytes, today: date
-) -> VisitIn:
-    if None in rec or any(v is None for v in rec.values()):
+def _check_csv_record(lookup: _Lookup, rec: list[str], key: bytes, today: date) -> VisitIn:
+    if len(rec) != len(COLUMNS):
         raise Invalid(
             "Expected 7 columns: %(cols)s.", field="file", code="bad_row", cols=",".join(COLUMNS)
         )
-    insurer = rec["insurer"].replace("\x00", "\\0")  # PostgreSQL refuses NUL parameters
-    return check_row(lookup, lookup.insurer(insurer), rec, key, today)
+    item = dict(zip(COLUMNS, rec, strict=True))
+    insurer = item["insurer"].replace("\x00", "\\0")  # PostgreSQL refuses NUL parameters
+    return check_row(lookup, lookup.insurer(insurer), item, key, today)
 
 
-def import_csv(
-    conn: Connection,
-    data: str,
-    key: bytes,
-    today: date,
-    progress: Progress | None = None,
-) -> VisitReport:
-    """Import visit rows in the caller's transaction: good rows stored, bad rows reported
-    with their line numbers. A row is checked completely before anything is written."""
-    reader, report, lookup = policies.csv_reader(data, COLUMNS), VisitReport(), _Lookup(conn)
-    good: dict[tuple[int, str, str], tuple[int, VisitIn]] = {}
-    for n, rec in enumerate(reader, start=1):
-        line = reader.line_num
+class _Lines:
+    """The physical lines of a CSV text, fed to csv.reader one by one, so each record's
+    first line is known and reading can resume after a record that cannot be parsed."""
+
+    def __init__(self, data: str) -> None:
+        self.lines = data.splitlines(keepends=True)
+        self.pos = 0  # lines handed out so far
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1]
+
+
+def csv_records(data: str) -> Iterator[tuple[int, list[str] | Invalid]]:
+    """(first line, fields) of each non-empty record after the header, or (line, Invalid)
+    for a record the csv module cannot read: a quote left open (reported from the line
+    it opens on, not at the end of the file it swallowed) or a field over csv's limit
+    (128 KiB). Reading goes on with the line after that record's first line."""
+    src = _Lines(data.lstrip("\ufeff"))
+    reader = csv.reader(src, strict=True)
+    header = next(reader, None)
+    if tuple(header or ()) != COLUMNS:
+        raise Invalid(
+            "The CSV header must be exactly: %(cols)s.",
+            field="file",
+            code="bad_header",
+            cols=",".join(COLUMNS),
+        )
+    while True:
+        start = src.pos + 1
         try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            yield start, _csv_error(str(err), start, src.pos)
+            src.pos = start  # the next record starts on the line after this one's first
+            reader = csv.reader(src, strict=True)
+            continue
+        if rec:  # a blank line
+            yield start, rec
+
+
+def _csv_error(message: str, start: int, end: int) -> Invalid:
+    if "field limit" in message and end == start:
+        return Invalid(
+            "A field on line %(line)s is longer than %(kib)s KiB.",
+            field="file",
+            code="field_too_long",
+            line=start,
+            kib=csv.field_size_limit() // 1024,
+        )
+    if end > start or "end of data" in message:
+        return Invalid(
+            "Unterminated quote from line %(line)s: the record never ends.",
+            field="file",
+            code="unterminated_quote",
+            line=start,
+        )
+    return Invalid(
+        "Line %(line)s is not valid CSV (%(reason)s).",
+        field="file",
+        code="bad_csv",
+        line=start,
+        reason=message[:80],
+    )
+
+
+def check_csv(
+    conn: Connection, data: str, key: bytes, today: date, progress: Progress | None = None
+) -> tuple[list[tuple[int, VisitIn]], VisitReport]:
+    """Check every row (reads only, so on SQLite no write lock is held meanwhile): the
+    good rows with their line numbers, and a report listing the bad ones."""
+    report, lookup = VisitReport(), _Lookup(conn)
+    good: dict[tuple[int, str, str], tuple[int, VisitIn]] = {}
+    done = 0
+    for n, (line, rec) in enumerate(csv_records(data), start=1):
+        try:
+            if isinstance(rec, Invalid):
+                raise rec
             visit = _check_csv_record(lookup, rec, key, today)
             if visit.key in good:
                 raise Invalid(
@@ -237,10 +308,24 @@ def import_csv(
             report.errors.append(RowError(line, err))
         if progress and n % 1000 == 0:
             progress(1000)
-    apply(conn, list(good.values()), today, report)
+            done += 1000
     if progress:
-        progress(reader.line_num)  # the rest; a bar clamps at its length
-    return report
+        progress(max(data.count("\n") - done, 0))  # the rest; a bar clamps at its length
+    return list(good.values()), report
+
+
+def import_csv(
+    conn: Connection,
+    data: str,
+    key: bytes,
+    today: date,
+    progress: Progress | None = None,
+) -> VisitReport:
+    """Import visit rows in the caller's transaction: good rows stored, bad rows reported
+    with their line numbers. A row is checked completely before anything is written.
+    (`portal visits import` checks on a read connection first, then applies.)"""
+    rows, report = check_csv(conn, data, key, today, progress)
+    return apply(conn, rows, today, report)
 
 
 def apply(
@@ -286,15 +371,18 @@ def _update_row(
 def _insert_new(
     conn: Connection, new: list[tuple[int, VisitIn]], now: datetime
 ) -> list[tuple[int, VisitIn]]:
-    """INSERT ... ON CONFLICT DO NOTHING: the rows another transaction inserted first
-    (two uploads of the same new policy at once on PostgreSQL) come back instead of an
-    IntegrityError; on SQLite the write lock makes that impossible."""
+    """Insert new tasks; returns those another transaction inserted first. On PostgreSQL
+    two uploads of the same new policy can race (INSERT ... ON CONFLICT DO NOTHING: the
+    loser gets them back instead of an IntegrityError); on SQLite the write lock taken
+    by BEGIN IMMEDIATE before they were looked up makes that impossible."""
     if not new:
         return []
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    if conn.dialect.name != "postgresql":  # BEGIN IMMEDIATE: nobody else inserted them
+        for start in range(0, len(new), CHUNK):
+            conn.execute(TASKS.insert(), [_new_task(v, now) for _, v in new[start : start + CHUNK]])
+        return []
+    from sqlalchemy.dialects.postgresql import insert
+
     stmt = (
         insert(TASKS)
         .on_conflict_do_nothing(index_elements=["insurer_id", "kind", "policy_no"])

@@ -526,3 +526,97 @@ def test_attempts_and_calls_are_append_only(
         raw.close()
     with owner_engine.connect() as conn:
         assert conn.execute(text(f"SELECT count(*) FROM {table} WHERE id = {row_id}")).scalar()
+
+
+def test_csv_errors_name_the_line_a_record_starts_on(
+    engine: Engine, campaign: dict[str, Any]
+) -> None:
+    """An open quote swallowed the rest of the file and was reported at its end; a field
+    over csv's 128 KiB limit raised csv.Error out of the import."""
+    c = campaign
+    huge = "x" * (200 * 1024)
+    report = import_rows(
+        engine,
+        c,
+        "new_policy,P-Q1,13800000101,AG1,2026-09-17,CUST101",  # line 2
+        'new_policy,"P-Q2,13800000102,AG1,2026-09-17,CUST102',  # line 3: quote left open
+        "new_policy,P-Q3,13800000103,AG1,2026-09-17,CUST103",
+        f"new_policy,P-Q4,13800000104,AG1,2026-09-17,{huge}",  # line 5
+        'new_policy,P-Q5,"138 0000\n0105",AG1,2026-09-17,CUST105',  # lines 6-7: fine
+        "new_policy,P-Q6,13800000106,AG1,2026-09-17,CUST106",  # line 8
+    )
+    assert [(e.line, e.error.code) for e in report.errors] == [
+        (3, "unterminated_quote"),
+        (5, "field_too_long"),
+        (6, "invalid_phone"),  # a newline inside a number: the record's first line
+    ]
+    assert "from line 3" in str(report.errors[0].error)
+    assert report.added == 3  # P-Q1, P-Q3 and P-Q6: reading went on after line 3
+    assert task(engine, c, "P-Q6").phone == "+8613800000106"
+
+
+def test_gbk_files_are_read(tmp_path: Any) -> None:
+    """Excel in China saves CSV as GBK; such files were refused whole."""
+    from portal.cli import read_csv_file
+
+    text_ = "insurer,kind,policy_no,phone,staff_no,date,customer\nTA,claim,理赔1,1,2,3,客户\n"
+    for encoding in ("gbk", "gb18030", "utf-8-sig", "utf-8"):
+        path = tmp_path / f"{encoding}.csv"
+        path.write_bytes(text_.encode(encoding))
+        assert read_csv_file(path) == text_, encoding
+    assert read_csv_file(tmp_path / "gbk.csv", "gbk") == text_
+
+
+def test_the_cli_checks_rows_without_holding_the_write_lock(
+    scratch_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Parsing and hashing 100k rows took 17 s inside the write transaction on SQLite:
+    every rating waited for it. Rows are now checked on a read connection."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    if not scratch_settings.database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL writers do not share one lock")
+    monkeypatch.setenv("DATABASE_URL", scratch_settings.database_url)
+    monkeypatch.setenv("LEDGER_KEY_PATH", str(scratch_settings.ledger_key_path))
+    monkeypatch.setenv("PHONE_KEY_PATH", str(scratch_settings.phone_key_path))
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, list(args), catch_exceptions=False)
+
+    assert run("init", "--json").exit_code == 0
+    run("insurer", "add", "VL", "锁测试保险")
+    run("branch", "add", "VL", "VL-1", "锁测试中支", "430200")
+    staff = tmp_path / "staff.csv"
+    staff.write_text("insurer,branch,staff_no,name,role\nVL,VL-1,AG1,钱销售,agent\n")
+    assert run("staff", "import", str(staff)).exit_code == 0
+    day = (china_today() - timedelta(days=2)).isoformat()
+    rows = tmp_path / "visits.csv"
+    rows.write_text(
+        "insurer,kind,policy_no,phone,staff_no,date,customer\n"
+        f"VL,new_policy,P1,13800000001,AG1,{day},C1\n"
+    )
+    path = scratch_settings.database_url.removeprefix("sqlite:///")
+    writable: list[bool] = []
+    real = visits.check_row
+
+    def check_row(*args: Any) -> Any:  # while the CLI checks a row: can others write?
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            writable.append(True)
+        except sqlite3.OperationalError:
+            writable.append(False)
+        finally:
+            other.close()
+        return real(*args)
+
+    monkeypatch.setattr(visits, "check_row", check_row)
+    result = run("visits", "import", str(rows), "--json")
+    assert result.exit_code == 0, result.output
+    assert writable == [True]
