@@ -16,6 +16,7 @@ from portal.sms import mask_phone
 DAYS = 30  # survey rates cover the last 30 days
 SHARED_PHONE_CUSTOMERS = 3  # one number on this many customers' policies is a signal
 SIGNAL_LIMIT = 50
+UNREACHABLE_LIMIT = 200  # oldest first; the page says when there are more
 
 
 def _calls(since: date) -> Any:
@@ -121,14 +122,16 @@ def visits_by_agent(conn: Connection, insurer_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def unreachable(conn: Connection, insurer_id: int, limit: int = 200) -> list[dict[str, Any]]:
+def unreachable(
+    conn: Connection, insurer_id: int, limit: int | None = None
+) -> list[dict[str, Any]]:
     """Tasks handed back for a corrected number, oldest first."""
     rows = conn.execute(
         select(VisitTask.__table__, Staff.staff_no, Staff.name.label("staff_name"))
         .join(Staff, Staff.id == VisitTask.staff_id)
         .where(VisitTask.insurer_id == insurer_id, VisitTask.status == "unreachable")
         .order_by(VisitTask.updated_at, VisitTask.id)
-        .limit(limit)
+        .limit(limit or UNREACHABLE_LIMIT)
     ).all()
     keep = ("id", "kind", "policy_no", "attempts", "cycle", "staff_no", "staff_name")
     return [{k: r._mapping[k] for k in keep} | {"phone": mask_phone(r.phone)} for r in rows]

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
-from portal import policies
+from portal import policies, workdays
 from portal.canonical import utc
 from portal.errors import BadRequest, Conflict, Invalid, NotFound, PortalError
 from portal.models import Insurer, Rating, Staff, VisitAttempt, VisitTask
@@ -891,3 +891,20 @@ def _due_count(conn: Connection, insurer_id: int, day: date) -> int:
             )
         ).scalar_one()
     )
+
+
+def uncalendared_years(conn: Connection, insurer_id: int, today: date) -> list[int]:
+    """Years from today to the last due day of an open visit that the statutory calendar
+    does not cover yet: there the schedule falls back to Monday-Friday, so a holiday such
+    as New Year's Day would get calls until `chinesecalendar` is updated."""
+    last = conn.execute(
+        select(func.max(VisitTask.due_until)).where(
+            VisitTask.insurer_id == insurer_id, VisitTask.status == "open"
+        )
+    ).scalar()
+    end = max(today.year, last.year if last else today.year)
+    return [
+        year
+        for year in range(today.year, end + 1)
+        if not (workdays.known(date(year, 1, 1)) and workdays.known(date(year, 12, 31)))
+    ]

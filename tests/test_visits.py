@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select, text
 
-from portal import phone_reports, visits
+from portal import phone_reports, visits, workdays
 from portal.channels import phone
 from portal.config import Settings
 from portal.credentials import add_client
@@ -620,3 +620,18 @@ def test_the_cli_checks_rows_without_holding_the_write_lock(
     result = run("visits", "import", str(rows), "--json")
     assert result.exit_code == 0, result.output
     assert writable == [True]
+
+
+def test_years_without_statutory_data_are_named(engine: Engine, campaign: dict[str, Any]) -> None:
+    """chinesecalendar 1.11.0 stops at 2026: a visit due in January 2027 would be called
+    on New Year's Day (Monday-Friday fallback) unless someone is told."""
+    c = campaign
+    late = date(2026, 12, 28)
+    import_rows(engine, c, "new_policy,P-NY,13800000111,AG1,2026-12-27,CUST111", today=late)
+    assert task(engine, c, "P-NY").due_until.year == 2027
+    with engine.connect() as conn:
+        years = visits.uncalendared_years(conn, c["insurer_id"], late)
+        assert visits.uncalendared_years(conn, c["insurer_id"], date(2026, 9, 1)) == (
+            [] if workdays.known(date(2027, 1, 1)) else [2027]
+        )
+    assert years == ([] if workdays.known(date(2027, 1, 1)) else [2027])

@@ -62,7 +62,16 @@ async def add_client(request: Request) -> Response:
     client_id, secret = await request.state.portal.write(
         _add_client, principal.insurer_id, f"user:{principal.username}"
     )
-    return await _phone_page(request, 201, new_secret={"client_id": client_id, "secret": secret})
+    shown = {"client_id": client_id, "secret": secret, "rotated": False}
+    return _no_store(await _phone_page(request, 201, new_secret=shown))
+
+
+def _no_store(response: Response) -> Response:
+    """A page showing a secret is never kept by the browser or a proxy (a reload or the
+    back button must not show it again from a cache)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
 
 def _rotate(conn: Connection, insurer_id: int, client_id: str, actor: str) -> str:
@@ -78,7 +87,8 @@ async def rotate_client(request: Request) -> Response:
     secret = await request.state.portal.write(
         _rotate, principal.insurer_id, client_id, f"user:{principal.username}"
     )
-    return await _phone_page(request, new_secret={"client_id": client_id, "secret": secret})
+    shown = {"client_id": client_id, "secret": secret, "rotated": True}
+    return _no_store(await _phone_page(request, new_secret=shown))
 
 
 def _revoke(conn: Connection, insurer_id: int, client_id: str, actor: str) -> None:
@@ -99,9 +109,11 @@ async def revoke_client(request: Request) -> Response:
 
 
 def _campaign(conn: Connection, insurer_id: int) -> dict[str, Any]:
+    today = china_today()
     return {
         "insurer": _insurer(conn, insurer_id),
-        "progress": visits.counts(conn, insurer_id, china_today()),
+        "progress": visits.counts(conn, insurer_id, today),
+        "uncalendared": visits.uncalendared_years(conn, insurer_id, today),
         "agents": phone_reports.visits_by_agent(conn, insurer_id),
         "unreachable": phone_reports.unreachable(conn, insurer_id),
         "agent_phones": phone_reports.agent_phone_signals(conn, insurer_id),

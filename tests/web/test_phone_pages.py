@@ -187,3 +187,72 @@ def test_return_visits_over_the_api_and_correction_on_the_page(
         fixed = conn.execute(select(VisitTask).where(VisitTask.id == task.id)).one()
     assert (fixed.status, fixed.cycle, fixed.phone) == ("open", 2, "+8613900000071")
     assert fixed.due_from >= today
+
+
+def test_secret_pages_are_not_stored_and_only_a_rotation_says_the_old_secret_is_gone(
+    client: TestClient,
+    users,  # noqa: ANN001
+) -> None:
+    login(client, "ins-a")
+    en = {"origin": BASE, "accept-language": "en"}
+    csrf = csrf_of(client.get("/insurer/phone").text)
+    created = client.post("/insurer/clients", data={"csrf_token": csrf}, headers=en)
+    assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"
+    assert "no longer works" not in text_of(created.text)  # a new client had no secret
+    client_id = re.search(r"gpc_[0-9a-f]{16}", created.text).group(0)
+    rotated = client.post(
+        f"/insurer/clients/{client_id}/rotate", data={"csrf_token": csrf}, headers=en
+    )
+    assert rotated.status_code == 200
+    assert rotated.headers["cache-control"] == "no-store"
+    assert "Any earlier secret of this client no longer works." in text_of(rotated.text)
+
+
+def test_visits_page_counts_rated_visits_says_when_the_list_is_cut_and_warns_of_the_calendar(
+    client: TestClient,
+    engine: Engine,
+    users,  # noqa: ANN001
+    app_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portal import phone_reports, workdays
+
+    make_phone_staff(engine, ensure_key_file(app_settings.phone_key_path))
+    with engine.begin() as conn:
+        client_id, secret = credentials.add_client(conn, "TA")
+    day = (china_today() - timedelta(days=20)).isoformat()
+    items = [
+        {
+            "kind": "claim",
+            "policy_no": f"CUT{uuid.uuid4().hex[:8].upper()}",
+            "phone": f"1380000009{i}",
+            "staff_no": "AD0001",
+            "date": day,
+            "customer": f"CUT{i}",
+        }
+        for i in range(2)
+    ]
+    body = json.dumps({"visits": items}).encode()
+    r = client.post(
+        "/api/v1/phone/return-visits", content=body, headers=sign(client_id, secret, body)
+    )
+    assert r.status_code == 200, r.text
+    with engine.begin() as conn:
+        conn.execute(
+            VisitTask.__table__.update()
+            .where(VisitTask.policy_no.in_([i["policy_no"] for i in items]))
+            .values(status="unreachable")
+        )
+    monkeypatch.setattr(phone_reports, "UNREACHABLE_LIMIT", 1)
+    monkeypatch.setattr(workdays, "known", lambda day: False)  # as for 2027 in 1.11.0
+    login(client, "ins-a")
+    page = text_of(client.get("/insurer/visits", headers={"accept-language": "en"}).text)
+    assert "Showing the 1 oldest of" in page
+    assert f"calendar for {china_today().year}" in page
+    zh = text_of(client.get("/insurer/visits", headers={"accept-language": "zh-CN"}).text)
+    assert "已评价" in zh and "评价率" not in zh  # a count, not a rate
+    monkeypatch.setattr(workdays, "known", lambda day: True)
+    assert "calendar for" not in text_of(
+        client.get("/insurer/visits", headers={"accept-language": "en"}).text
+    )
