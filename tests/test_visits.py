@@ -567,6 +567,7 @@ def test_gbk_files_are_read(tmp_path: Any) -> None:
     assert read_csv_file(tmp_path / "gbk.csv", "gbk") == text_
 
 
+@pytest.mark.sqlite_only  # PostgreSQL writers do not share one lock
 def test_the_cli_checks_rows_without_holding_the_write_lock(
     scratch_settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
@@ -578,8 +579,6 @@ def test_the_cli_checks_rows_without_holding_the_write_lock(
 
     from portal.cli import main
 
-    if not scratch_settings.database_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL writers do not share one lock")
     monkeypatch.setenv("DATABASE_URL", scratch_settings.database_url)
     monkeypatch.setenv("LEDGER_KEY_PATH", str(scratch_settings.ledger_key_path))
     monkeypatch.setenv("PHONE_KEY_PATH", str(scratch_settings.phone_key_path))
