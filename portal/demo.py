@@ -16,7 +16,7 @@ import click
 from sqlalchemy import Engine, func, select
 
 from moderation import takedowns
-from portal import accounts, demo_data, directory, ledger, policies, replies
+from portal import accounts, demo_data, demo_phone, directory, ledger, policies, replies
 from portal.canonical import utc
 from portal.config import Settings
 from portal.errors import Invalid
@@ -211,6 +211,14 @@ def _takedowns(
             )  # fmt: skip
 
 
+def _phone(engine: Engine, settings: Settings, staff: list[Any], seed: int) -> int:
+    code = demo_data.insurers()[0].code
+    with engine.connect() as conn:
+        iid = directory.insurer_id(conn, code)
+    key = ensure_key_file(settings.phone_key_path)
+    return demo_phone.load(engine, key, code, iid, staff, seed)
+
+
 def _recorded_at(r: RatingIn) -> datetime:
     # Historical data: each rating was recorded a moment after it happened.
     return r.occurred_at + timedelta(seconds=45)
@@ -241,6 +249,8 @@ def load(
     if not present:
         staff = _directory(engine, rng)
         extra = len(ABUSIVE) if n >= 100 else 0  # part of the N, so counts stay as asked
+        if n >= 1000:  # the first insurer's call centre: calls, keypad ratings, visits
+            extra += _phone(engine, settings, staff, seed)
         added = _ratings(engine, staff, rng, n - extra, progress)
         if extra:
             _abusive(engine, demo_data.insurers()[0].code)
