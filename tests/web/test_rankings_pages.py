@@ -1,0 +1,265 @@
+"""Issue 6 over HTTP: the regulator's ranking, drill-down, publishing, the insurer's own
+view, published snapshots (pages, API, exports) and who may use each route."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import Engine, func, select, text
+from starlette.testclient import TestClient
+
+from portal import ledger
+from portal.models import RankingSnapshot
+from portal.ratings import record_batch
+from tests.factories import CHINA, World, key, rating_in
+from tests.web.conftest import BASE, csrf_of, login, text_of
+
+Q2 = "period=quarter&p=2024-Q2"  # a quarter only these tests write to
+ROLES = ("anonymous", "ins-a", "ins-b", "reg", "adm")
+
+
+def _ratings(w: World, insurer: str, value: int, day: str, n: int, **kw: object) -> list:
+    branch = w.branch_a if insurer == w.insurer_a else w.branch_b
+    staff = w.teller_a if insurer == w.insurer_a else w.teller_b
+    at = datetime.fromisoformat(f"{day}T10:00:00").replace(tzinfo=CHINA)
+    base = dict(insurer=insurer, branch=branch, staff_no=staff, value=value, occurred_at=at)
+    return [rating_in(w, **(base | kw), idempotency_key=key(), text=None) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def ranked(engine: Engine, users: World) -> World:
+    """2024-Q1: B ahead of A. 2024-Q2: A (all 5 stars, Zhuzhou 430200) ahead of B (2 stars,
+    Changsha 430100): A moves up one place, B down one."""
+    w = users
+    with engine.connect() as conn:
+        done = conn.execute(
+            text("SELECT COUNT(*) FROM rollup_daily WHERE day = '2024-05-10'")
+        ).scalar_one()
+    if not done:
+        record_batch(engine, _ratings(w, w.insurer_a, 1, "2024-02-10", 40))
+        record_batch(engine, _ratings(w, w.insurer_b, 5, "2024-02-10", 40))
+        record_batch(engine, _ratings(w, w.insurer_a, 5, "2024-05-10", 40))
+        record_batch(engine, _ratings(w, w.insurer_b, 2, "2024-05-10", 40))
+    return w
+
+
+def _table_rows(html: str) -> list[str]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    return [text_of(str(tr)).strip() for tr in soup.select("table.ranking tbody tr")]
+
+
+def test_regulator_ranking_with_rank_change_grades_and_medians(
+    client: TestClient, ranked: World
+) -> None:
+    login(client, "reg")
+    r = client.get(f"/regulator/rankings?{Q2}&stage=claim")
+    assert r.status_code == 200, r.text[:500]
+    rows = _table_rows(r.text)
+    assert "行业中位数" in rows[0] or "Industry median" in rows[0]
+    a = next(x for x in rows if "TA" in x)
+    b = next(x for x in rows if "TB" in x)
+    assert rows.index(a) < rows.index(b)
+    assert a.startswith("1 ▲1") and b.startswith("2 ▼1")
+    # Bayesian score: (40*100 + 50*62.5) / 90 = 79.2 for A, (40*25 + 50*62.5) / 90 = 45.8
+    assert "79.17" in a and " BB " in f" {a} "
+    assert "45.83" in b and " D " in f" {b} "
+
+
+def test_slicing_by_province_city_and_stage(client: TestClient, ranked: World) -> None:
+    login(client, "reg")
+    hunan = _table_rows(client.get(f"/regulator/rankings?{Q2}&scope=province&region=430200").text)
+    assert any("TA" in x for x in hunan) and any("TB" in x for x in hunan)
+    zhuzhou = _table_rows(client.get(f"/regulator/rankings?{Q2}&scope=city&region=430211").text)
+    assert any("TA" in x for x in zhuzhou) and not any("TB" in x for x in zhuzhou)
+    guangdong = client.get(f"/regulator/rankings?{Q2}&scope=province&region=440000").text
+    assert not any("TA" in x for x in _table_rows(guangdong))
+    issuance = _table_rows(client.get(f"/regulator/rankings?{Q2}&stage=issuance").text)
+    assert not any("TA" in x for x in issuance)
+
+
+def test_htmx_gets_only_the_table(client: TestClient, ranked: World) -> None:
+    login(client, "reg")
+    r = client.get(f"/regulator/rankings?{Q2}", headers={"HX-Request": "true"})
+    assert r.status_code == 200
+    assert "<html" not in r.text and 'id="ranking"' in r.text and "TA" in r.text
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "period=quarter&p=2024-Q9",
+        "period=week",
+        "period=custom&p=2024-05-01&to=2024-04-01",
+        "scope=province&region=99",
+        "scope=planet",
+        "stage=payment",
+        "channel=fax",
+        "view=shiny",
+    ],
+)
+def test_bad_slices_get_a_translated_error(client: TestClient, ranked: World, query: str) -> None:
+    login(client, "reg")
+    r = client.get(f"/regulator/rankings?{query}")
+    assert r.status_code == 422
+    assert "Internal" not in r.text and "Traceback" not in r.text
+
+
+def test_drill_down_to_branches_and_staff(client: TestClient, ranked: World) -> None:
+    login(client, "reg")
+    r = client.get(f"/regulator/rankings/insurers/TA?{Q2}")
+    assert r.status_code == 200
+    page = text_of(r.text)
+    assert "甲测试财险株洲中支" in page and "王小明" in page
+    assert "乙测试人寿长沙分公司" not in page and "李晓红" not in page
+    assert client.get(f"/regulator/rankings/insurers/NOPE?{Q2}").status_code == 404
+
+
+def test_insurer_sees_only_its_own_branches_and_staff(client: TestClient, ranked: World) -> None:
+    login(client, "ins-b")
+    page = text_of(client.get(f"/insurer/rankings?{Q2}").text)
+    assert "乙测试人寿长沙分公司" in page and "李晓红" in page
+    assert "甲测试财险" not in page and "王小明" not in page
+
+
+ROUTES = [
+    ("ranking", f"/regulator/rankings?{Q2}", {"reg": 200, "adm": 200}),
+    ("drill", f"/regulator/rankings/insurers/TA?{Q2}", {"reg": 200, "adm": 200}),
+    ("export", f"/regulator/rankings/export?{Q2}&format=csv", {"reg": 200, "adm": 200}),
+    ("own", f"/insurer/rankings?{Q2}", {"ins-a": 200, "ins-b": 200}),
+    ("published", "/rankings", dict.fromkeys(ROLES, 200)),
+    ("api", "/api/v1/rankings", dict.fromkeys(ROLES, 200)),
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_who_may_use_each_route(
+    client: TestClient, engine: Engine, ranked: World, role: str
+) -> None:
+    if role != "anonymous":
+        login(client, role)
+    for name, path, table in ROUTES:
+        want = table.get(role, 303 if role == "anonymous" else 403)
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == want, (name, role, r.status_code)
+    # Publishing: only the regulator; nobody else stores anything.
+    csrf = csrf_of(client.get("/rankings").text)
+    before = _snapshot_count(engine)
+    r = client.post(
+        "/regulator/rankings/publish",
+        data={"period": "quarter", "p": "2024-Q2", "disclosure": "regulator", "csrf_token": csrf},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
+    if role == "reg":
+        assert r.status_code == 303 and _snapshot_count(engine) == before + 1
+    else:
+        assert r.status_code in (401, 403) and _snapshot_count(engine) == before
+
+
+def _snapshot_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(RankingSnapshot)).scalar_one())
+
+
+def _publish(client: TestClient, disclosure: str, extra: dict[str, str] | None = None) -> int:
+    login(client, "reg")
+    csrf = csrf_of(client.get(f"/regulator/rankings?{Q2}").text)
+    form = {"period": "quarter", "p": "2024-Q2", "stage": "claim", "disclosure": disclosure}
+    r = client.post(
+        "/regulator/rankings/publish",
+        data={**form, **(extra or {}), "csrf_token": csrf},
+        headers={"origin": BASE},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text[:300]
+    client.post("/logout", data={"csrf_token": csrf}, headers={"origin": BASE})
+    client.cookies.clear()
+    return int(r.headers["location"].rsplit("/", 1)[1])
+
+
+def test_published_snapshot_is_frozen_and_names_its_checkpoint(
+    client: TestClient, engine: Engine, ranked: World
+) -> None:
+    sid = _publish(client, "public")
+    with engine.connect() as conn:
+        cp = ledger.latest(conn)
+        row = conn.execute(select(RankingSnapshot).where(RankingSnapshot.id == sid)).one()
+    assert row.tree_size == cp.tree_size and row.root_hash == cp.root_hash
+    before = client.get(f"/api/v1/rankings/{sid}").json()
+    assert before["checkpoint"] == {"tree_size": cp.tree_size, "root_hash": cp.root_hash}
+    a = next(r for r in before["rows"] if r["key"] == "TA")
+    assert a["count"] == 40 and a["rank"] == 1
+
+    # New ratings for the same quarter change the live view, never the snapshot.
+    record_batch(engine, _ratings(ranked, ranked.insurer_a, 1, "2024-05-11", 5))
+    after = client.get(f"/api/v1/rankings/{sid}").json()
+    assert after == before
+    login(client, "reg")
+    live = _table_rows(client.get(f"/regulator/rankings?{Q2}&stage=claim").text)
+    assert any("TA" in x and " 45 " in f" {x} " for x in live)
+
+
+def test_public_api_and_page_show_only_public_snapshots(client: TestClient, ranked: World) -> None:
+    public = _publish(client, "public")
+    industry = _publish(client, "industry")
+    regulator = _publish(client, "regulator")
+    listed = {s["id"] for s in client.get("/api/v1/rankings").json()["rankings"]}
+    assert public in listed and industry not in listed and regulator not in listed
+    assert client.get(f"/api/v1/rankings/{industry}").status_code == 404
+    assert client.get(f"/rankings/{public}").status_code == 200
+    assert client.get(f"/rankings/{industry}").status_code == 404  # anonymous
+    login(client, "ins-a")
+    assert client.get(f"/rankings/{industry}").status_code == 200
+    assert client.get(f"/rankings/{regulator}").status_code == 404
+    assert client.get(f"/api/v1/rankings/{industry}").status_code == 404  # API: public only
+
+
+def test_exports_carry_method_and_checkpoint(client: TestClient, ranked: World) -> None:
+    sid = _publish(client, "public")
+    r = client.get(f"/rankings/{sid}/export?format=csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    lines = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))
+    head = {row[0]: row[1:] for row in lines[:6] if row}
+    assert json.loads(head["method"][0])["prior_weight"] == 50
+    assert head["checkpoint_tree_size"][0].isdigit()
+    table = lines[lines.index(next(x for x in lines if x and x[0] == "rank")) :]
+    assert any(row[2] == "TA" for row in table[1:])
+
+    x = client.get(f"/rankings/{sid}/export?format=xlsx")
+    ws = load_workbook(io.BytesIO(x.content)).active
+    cells = [[c.value for c in row] for row in ws.iter_rows()]
+    assert cells[2][0] == "method" and cells[3][0] == "checkpoint_tree_size"
+    assert client.get(f"/rankings/{sid}/export?format=pdf").status_code == 422
+    p = client.get(f"/rankings/{sid}/print")
+    assert p.status_code == 200 and "TA" in p.text
+
+    login(client, "reg")
+    live = client.get(f"/regulator/rankings/export?{Q2}&format=xlsx")
+    assert live.status_code == 200 and live.content[:2] == b"PK"
+
+
+def test_publish_with_a_bad_disclosure_scope_stores_nothing(
+    client: TestClient, engine: Engine, ranked: World
+) -> None:
+    login(client, "reg")
+    csrf = csrf_of(client.get("/rankings").text)
+    before = _snapshot_count(engine)
+    for form in (
+        {"period": "quarter", "p": "2024-Q2", "disclosure": "everyone"},
+        {"period": "quarter", "p": "2024-Q7", "disclosure": "public"},
+    ):
+        r = client.post(
+            "/regulator/rankings/publish",
+            data={**form, "csrf_token": csrf},
+            headers={"origin": BASE},
+            follow_redirects=False,
+        )
+        assert r.status_code == 422
+    assert _snapshot_count(engine) == before
