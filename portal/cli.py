@@ -228,6 +228,27 @@ def policies_import(ctx: Context, file: Path) -> None:
         sys.exit(1)
 
 
+@main.group("policies-in-force")
+def policies_in_force() -> None:
+    """Policies in force per insurer and month (the rankings' per-10,000 figures)."""
+
+
+@command(policies_in_force, "import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policies_in_force_import(ctx: Context, file: Path) -> None:
+    """Import FILE.csv with columns insurer,month,policies (month as YYYY-MM).
+
+    All rows must be valid or nothing is stored; a month reported again is replaced.
+    """
+    from portal import policies_in_force as pif
+
+    reports = pif.parse_csv(read_csv_file(file))
+    with ctx.engine.begin() as conn:
+        counts = pif.apply(conn, reports, "cli")
+        audit.log(conn, OPERATOR, "policies_in_force.import", file.name, **counts)
+    ctx.out(counts, f"policies in force: {counts['months']} insurer-months stored")
+
+
 @main.group()
 def device() -> None:
     """Counter evaluator devices."""

@@ -543,6 +543,25 @@ SCHEMAS["Ranking"] = {
         },
     },
 }
+SCHEMAS["PoliciesInForceIn"] = {
+    "type": "object",
+    "required": ["months"],
+    "properties": {
+        "months": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 120,
+            "items": {
+                "type": "object",
+                "required": ["month", "policies"],
+                "properties": {
+                    "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                    "policies": {"type": "integer", "minimum": 1},
+                },
+            },
+        }
+    },
+}
 SCHEMAS["RankingList"] = {
     "type": "object",
     "properties": {
@@ -721,6 +740,22 @@ PATHS: dict[str, Any] = {
                 _param("page", "query", "integer"),
                 _param("per_page", "query", "integer", description="1-100, default 20"),
             ],
+        )
+    },
+    "/api/v1/policies-in-force": {
+        "post": _signed(
+            _op(
+                "Policies in force of the client's insurer per month (addition to the "
+                "contract): the denominators of the rankings' per-10,000 figures; all entries "
+                "valid or nothing stored, a month reported again is replaced",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"months": {"type": "integer"}}},
+                        "Insurer-months stored",
+                    )
+                },
+                body="PoliciesInForceIn",
+            )
         )
     },
     "/api/v1/rankings": {
