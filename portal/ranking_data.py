@@ -266,3 +266,40 @@ def build(conn: Connection, s: Slice, method: Method | None = None) -> Ranking:
     if s.level == "insurer":
         current = _insurer_extras(conn, current, s.period)
     return rankings.rank(current, method, previous)
+
+
+TREND_MONTHS = 12
+TREND_INSURERS = 8
+
+
+def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, Any]:
+    """Monthly mean score per insurer over the `months` months ending with the slice's
+    period, in the slice's scope, stage and channel (the busiest insurers only)."""
+    last = s.period.end.replace(day=1)
+    periods = [rankings.month_period(last, k - months + 1) for k in range(months)]
+    plain = replace(s, recency=False, level="insurer", insurer_id=None)
+    method = Method()
+    by_month = [{e.key: e for e in entries(conn, plain, method, p)} for p in periods]
+    totals: dict[str, float] = defaultdict(float)
+    names: dict[str, str] = {}
+    for month in by_month:
+        for code, e in month.items():
+            totals[code] += e.tally.n
+            names[code] = e.name
+    busiest = sorted(totals, key=lambda c: (-totals[c], c))[:TREND_INSURERS]
+    return {
+        "months": [p.label for p in periods],
+        "series": [
+            {
+                "key": code,
+                "name": names[code],
+                "values": [
+                    None
+                    if code not in m or m[code].tally.mean is None
+                    else round(m[code].tally.mean or 0, 1)
+                    for m in by_month
+                ],
+            }
+            for code in busiest
+        ],
+    }

@@ -238,6 +238,11 @@ def _months_period(kind: str, start: date, months: int) -> Period:
     return Period(kind, start, end)
 
 
+def month_period(first: date, shift: int = 0) -> Period:
+    """The calendar month `shift` months after the one starting on `first`."""
+    return _months_period("month", _add_months(first, shift), 1)
+
+
 def _bad_period(value: str) -> Invalid:
     return Invalid(
         "“%(value)s” is not a period: use 2026-10, 2026-Q4, 2026 or two dates.",

@@ -102,6 +102,10 @@ def _view(conn: Connection, s: Slice) -> dict[str, Any]:
     return {"ranking": ranking_data.build(conn, s), "checkpoint": ledger.latest(conn)}
 
 
+def _page(conn: Connection, s: Slice) -> dict[str, Any]:
+    return _view(conn, s) | {"trend": ranking_data.trend(conn, s)}
+
+
 def _context(request: Request, s: Slice, data: dict[str, Any]) -> dict[str, Any]:
     sort = request.query_params.get("sort", "rank")
     sort = sort if sort in SORTS else "rank"
@@ -121,7 +125,7 @@ def _context(request: Request, s: Slice, data: dict[str, Any]) -> dict[str, Any]
 @router.route("/regulator/rankings", roles=("regulator", "admin"))
 async def regulator_rankings(request: Request) -> Response:
     s = parse_slice(request.query_params)
-    data = await request.state.portal.read(_view, s)
+    data = await request.state.portal.read(_page, s)
     ctx = _context(request, s, data) | {"base": "/regulator/rankings", "level": "insurer"}
     return render(request, "regulator/rankings.html", ctx, block="ranking")
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
@@ -263,3 +264,30 @@ def test_publish_with_a_bad_disclosure_scope_stores_nothing(
         )
         assert r.status_code == 422
     assert _snapshot_count(engine) == before
+
+
+@pytest.mark.parametrize(
+    ("package", "vendored"),
+    [
+        ("uPlot.iife.min.js", "static/js/uplot-1.6.32.min.js"),
+        ("uPlot.min.css", "static/css/uplot-1.6.32.min.css"),
+    ],
+)
+def test_vendored_uplot_equals_the_package(package: str, vendored: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    pinned = json.loads((root / "package.json").read_text())["dependencies"]["uplot"]
+    assert pinned in vendored
+    upstream = root / "node_modules" / "uplot" / "dist" / package
+    assert upstream.read_bytes() == (root / vendored).read_bytes(), "re-vendor (docs/rankings.md)"
+
+
+def test_trend_chart_data_for_the_slice(client: TestClient, ranked: World) -> None:
+    from bs4 import BeautifulSoup
+
+    login(client, "reg")
+    html = client.get(f"/regulator/rankings?{Q2}&stage=claim").text
+    el = BeautifulSoup(html, "html.parser").select_one(".ranking-trend")
+    data = json.loads(el["data-trend"])
+    assert data["months"][-1] == "2024-06" and len(data["months"]) == 12
+    a = next(s for s in data["series"] if s["key"] == "TA")
+    assert a["values"][data["months"].index("2024-05")] is not None
