@@ -210,6 +210,50 @@ async def regulator_export(request: Request) -> Response:
     return _download(content, fmt, f"ranking-{s.period.label}")
 
 
+def _part(request: Request) -> str:
+    part = request.query_params.get("part", "branches")
+    return str(ranking_data.check_choice(part, ("branches", "staff"), "part"))
+
+
+async def _drill_export(request: Request, s: Slice, data: dict[str, Any]) -> Response:
+    fmt, part = _format(request), _part(request)
+    ranking = data["branches" if part == "branches" else "staff"]
+    title = f"{data['insurer']['name']} · {s.period.label} · {part}"
+    meta = {
+        "slice": s.as_json() | {"level": "branch" if part == "branches" else "staff"},
+        "method": ranking.method.as_json(),
+        "checkpoint": data["checkpoint"],
+    }
+    rows = [r.as_json() for r in ranking.rows]
+    name = f"ranking-{data['insurer']['code']}-{part}-{s.period.label}"
+    return _download(_export(title, meta, rows, fmt), fmt, name)
+
+
+def _with_checkpoint(fn: Any) -> Any:
+    def run(conn: Connection, *args: Any) -> dict[str, Any]:
+        cp = ledger.latest(conn)
+        checkpoint = {"tree_size": cp.tree_size, "root_hash": cp.root_hash} if cp else None
+        return dict(fn(conn, *args)) | {"checkpoint": checkpoint}
+
+    return run
+
+
+@router.route("/regulator/rankings/insurers/{code}/export", roles=("regulator", "admin"))
+async def regulator_drill_export(request: Request) -> Response:
+    s = parse_slice(request.query_params)
+    code = request.path_params["code"][:16]
+    data = await request.state.portal.read(_with_checkpoint(_drill), s, code)
+    return await _drill_export(request, s, data)
+
+
+@router.route("/insurer/rankings/export", roles="insurer")
+async def insurer_export(request: Request) -> Response:
+    s = parse_slice(request.query_params)
+    insurer_id = request.state.principal.insurer_id
+    data = await request.state.portal.read(_with_checkpoint(_own), s, insurer_id)
+    return await _drill_export(request, s, data)
+
+
 @router.route("/regulator/rankings/publish", roles="regulator", methods=("POST",))
 async def publish(request: Request) -> Response:
     """Freeze the ranking of a slice as a snapshot for the chosen audience."""

@@ -127,6 +127,9 @@ def test_insurer_sees_only_its_own_branches_and_staff(client: TestClient, ranked
     page = text_of(client.get(f"/insurer/rankings?{Q2}").text)
     assert "乙测试人寿长沙分公司" in page and "李晓红" in page
     assert "甲测试财险" not in page and "王小明" not in page
+    staff = client.get(f"/insurer/rankings/export?{Q2}&part=staff&format=csv").text
+    assert "李晓红" in staff and "王小明" not in staff and "method" in staff
+    assert client.get(f"/insurer/rankings/export?{Q2}&part=secrets").status_code == 422
 
 
 ROUTES = [
@@ -134,6 +137,8 @@ ROUTES = [
     ("drill", f"/regulator/rankings/insurers/TA?{Q2}", {"reg": 200, "adm": 200}),
     ("export", f"/regulator/rankings/export?{Q2}&format=csv", {"reg": 200, "adm": 200}),
     ("own", f"/insurer/rankings?{Q2}", {"ins-a": 200, "ins-b": 200}),
+    ("own-export", f"/insurer/rankings/export?{Q2}&part=staff", {"ins-a": 200, "ins-b": 200}),
+    ("drill-export", f"/regulator/rankings/insurers/TA/export?{Q2}", {"reg": 200, "adm": 200}),
     ("published", "/rankings", dict.fromkeys(ROLES, 200)),
     ("api", "/api/v1/rankings", dict.fromkeys(ROLES, 200)),
 ]
