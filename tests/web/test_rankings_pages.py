@@ -130,6 +130,8 @@ def test_insurer_sees_only_its_own_branches_and_staff(client: TestClient, ranked
     staff = client.get(f"/insurer/rankings/export?{Q2}&part=staff&format=csv").text
     assert "李晓红" in staff and "王小明" not in staff and "method" in staff
     assert client.get(f"/insurer/rankings/export?{Q2}&part=secrets").status_code == 422
+    fragment = client.get(f"/insurer/rankings?{Q2}", headers={"HX-Request": "true"}).text
+    assert "<html" not in fragment and "李晓红" in fragment and "王小明" not in fragment
 
 
 ROUTES = [
