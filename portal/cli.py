@@ -428,6 +428,29 @@ def reindex_cmd(ctx: Context) -> None:
 
 
 @main.group()
+def rankings() -> None:
+    """Published rankings (docs/rankings.md)."""
+
+
+@command(rankings, "rederive")
+@click.argument("snapshot_id", type=int)
+def rankings_rederive(ctx: Context, snapshot_id: int) -> None:
+    """Recompute a published ranking from the ledger's first TREE_SIZE leaves; exit 1
+    naming every figure that differs from the snapshot."""
+    from portal import ranking_audit
+
+    with ctx.engine.connect() as conn:
+        problems = ranking_audit.rederive(conn, snapshot_id)
+    ctx.out(
+        {"snapshot": snapshot_id, "mismatches": [str(p) for p in problems]},
+        "\n".join(str(p) for p in problems)
+        or f"ranking {snapshot_id} re-derived from the ledger: every figure matches",
+    )
+    if problems:
+        sys.exit(1)
+
+
+@main.group()
 def rollups() -> None:
     """Rollups that rankings read."""
 

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, func, select, text
 from starlette.testclient import TestClient
 
 from portal import ledger
+from portal.config import Settings
 from portal.models import RankingSnapshot
 from portal.ratings import record_batch
 from tests.factories import CHINA, World, key, rating_in
@@ -298,3 +299,34 @@ def test_trend_chart_data_for_the_slice(client: TestClient, ranked: World) -> No
     assert data["months"][-1] == "2024-06" and len(data["months"]) == 12
     a = next(s for s in data["series"] if s["key"] == "TA")
     assert a["values"][data["months"].index("2024-05")] is not None
+
+
+def test_a_snapshot_re_derives_from_the_ledger(
+    client: TestClient, engine: Engine, ranked: World, app_settings: Settings
+) -> None:
+    from portal import ranking_audit
+    from portal.db import reading
+
+    sid = _publish(client, "public")
+    with reading(engine) as conn:
+        assert ranking_audit.rederive(conn, sid) == []
+        row = conn.execute(select(RankingSnapshot).where(RankingSnapshot.id == sid)).one()
+    # Ratings sequenced after the snapshot's checkpoint are not among its leaves: the
+    # snapshot still re-derives although the ledger (and the live ranking) moved on.
+    record_batch(engine, _ratings(ranked, ranked.insurer_b, 5, "2024-05-12", 3))
+    key = ledger.load_key(app_settings.ledger_key_path, app_settings.ledger_origin)
+    assert ledger.checkpoint(engine, key).tree_size > row.tree_size
+    with reading(engine) as conn:
+        assert ranking_audit.rederive(conn, sid) == []
+
+    # A snapshot whose numbers do not follow from the ledger is named, figure by figure.
+    body = json.loads(row.body)
+    body["rows"][0]["count"] += 1
+    forged = {c: getattr(row, c) for c in row._fields if c != "id"} | {"body": json.dumps(body)}
+    with engine.begin() as conn:
+        fid = conn.execute(
+            RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id), forged
+        ).scalar_one()
+    with reading(engine) as conn:
+        problems = ranking_audit.rederive(conn, fid)
+    assert [p.field for p in problems] == ["count"]
