@@ -85,3 +85,31 @@ def test_city_scope_and_branch_and_staff_levels(engine: Engine, world: World) ->
         staff = ranking_data.build(conn, Slice(Q3, level="staff", insurer_id=a)).rows
     assert [(r.key, r.n) for r in branches] == [(world.branch_a, 40)]
     assert [(r.key, r.n) for r in staff] == [(world.teller_a, 40)]
+
+
+def test_scores_read_rollups_never_the_ratings(engine: Engine, world: World) -> None:
+    """design.md: rankings never scan raw ratings on a page view."""
+    import re
+
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def spy(conn, cursor, statement, *args) -> None:  # noqa: ANN001
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        with reading(engine) as conn:
+            s = Slice(Q3, rankings.parse_scope("province", "430000"), stage="renewal")
+            ranking_data.entries(conn, s, rankings.Method(), Q3.previous())
+            ranking_data.entries(conn, s, rankings.Method())
+            ranking_data.trend(conn, s)
+            a = directory.insurer_id(conn, world.insurer_a)
+            ranking_data.build(conn, Slice(Q3, level="staff", insurer_id=a))
+            ranking_data.build(conn, Slice(Q3, level="branch", insurer_id=a, recency=True))
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert seen
+    raw = re.compile(r"\b(FROM|JOIN)\s+ratings\b", re.IGNORECASE)
+    assert not [s for s in seen if raw.search(s)]

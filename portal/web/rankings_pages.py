@@ -27,15 +27,15 @@ from portal.web.rendering import locale_of, render
 from portal.web.routing import Router
 
 router = Router()
-SORTS = {
-    "rank": lambda r: (r.rank is None, r.rank or 0),
-    "count": lambda r: -r.n,
-    "mean": lambda r: -(r.mean[0] if r.mean else -1),
-    "satisfied": lambda r: -(r.satisfied[0] if r.satisfied else -1),
-    "dissatisfied": lambda r: (r.dissatisfied is None, r.dissatisfied[0] if r.dissatisfied else 0),
-    "per_10k": lambda r: (r.per_10k is None, r.per_10k or 0),
-    "index": lambda r: (r.index is None, r.index or 0),
-    "reply_rate": lambda r: (r.extra.get("reply_rate") is None, -(r.extra.get("reply_rate") or 0)),
+SORTS: dict[str, Any] = {  # natural order of each column; ?dir=desc reverses it
+    "rank": lambda r: r.rank,
+    "count": lambda r: r.n,
+    "mean": lambda r: r.mean[0] if r.mean else None,
+    "satisfied": lambda r: r.satisfied[0] if r.satisfied else None,
+    "dissatisfied": lambda r: r.dissatisfied[0] if r.dissatisfied else None,
+    "per_10k": lambda r: r.per_10k,
+    "index": lambda r: r.index,
+    "reply_rate": lambda r: r.extra.get("reply_rate"),
     "name": lambda r: r.key,
 }
 PARAMS = ("period", "p", "from", "to", "scope", "region", "stage", "channel", "view")
@@ -93,9 +93,12 @@ def slice_params(s: Slice) -> dict[str, str]:
 
 
 def sort_rows(ranking: rankings.Ranking, sort: str, descending: bool) -> list[rankings.Ranked]:
+    """Rows by one column, ascending or descending; rows without the figure always last
+    (insufficient data has no rank). Ties keep the ranking's order (stable sort)."""
     key = SORTS.get(sort, SORTS["rank"])
-    rows = sorted(ranking.rows, key=key)
-    return rows[::-1] if descending else rows
+    present = [r for r in ranking.rows if key(r) is not None]
+    missing = [r for r in ranking.rows if key(r) is None]
+    return sorted(present, key=key, reverse=descending) + missing
 
 
 def _view(conn: Connection, s: Slice) -> dict[str, Any]:

@@ -330,3 +330,17 @@ def test_a_snapshot_re_derives_from_the_ledger(
     with reading(engine) as conn:
         problems = ranking_audit.rederive(conn, fid)
     assert [p.field for p in problems] == ["count"]
+
+
+def test_sorting_by_a_column(client: TestClient, ranked: World) -> None:
+    login(client, "reg")
+
+    def order(query: str) -> list[str]:
+        rows = _table_rows(client.get(f"/regulator/rankings?{Q2}&{query}").text)[1:]
+        return [k for row in rows for k in ("TA", "TB") if f" {k} " in f" {row} "]
+
+    assert order("sort=mean&dir=desc") == ["TA", "TB"]
+    assert order("sort=mean") == ["TB", "TA"]
+    assert order("sort=dissatisfied&dir=desc") == ["TB", "TA"]
+    assert order("sort=rank") == ["TA", "TB"]
+    assert client.get(f"/regulator/rankings?{Q2}&sort=nonsense").status_code == 200  # default
