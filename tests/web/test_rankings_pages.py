@@ -344,3 +344,30 @@ def test_sorting_by_a_column(client: TestClient, ranked: World) -> None:
     assert order("sort=dissatisfied&dir=desc") == ["TB", "TA"]
     assert order("sort=rank") == ["TA", "TB"]
     assert client.get(f"/regulator/rankings?{Q2}&sort=nonsense").status_code == 200  # default
+
+
+def test_counter_flags_stand_beside_the_insurer_they_concern(
+    client: TestClient, engine: Engine, owner_engine: Engine, ranked: World
+) -> None:
+    from portal.models import Branch, CounterFlag, Insurer
+
+    with owner_engine.begin() as conn:
+        iid, bid = conn.execute(
+            select(Insurer.id, Branch.id)
+            .join(Branch, Branch.insurer_id == Insurer.id)
+            .where(Insurer.code == "TB")
+        ).first()
+        at = datetime(2024, 5, 3, 12, tzinfo=CHINA)
+        conn.execute(
+            CounterFlag.__table__.insert(),
+            [{"kind": "burst", "insurer_id": iid, "branch_id": bid, "detail": "{}",
+              "created_at": at}] * 2,
+        )  # fmt: skip
+    login(client, "reg")
+    rows = _table_rows(client.get(f"/regulator/rankings?{Q2}&stage=claim").text)
+    b = next(r for r in rows if " TB " in f" {r} ")
+    a = next(r for r in rows if " TA " in f" {r} ")
+    assert "2 条柜面异常信号" in b and "柜面异常信号" not in a
+    # Another quarter: the flags were raised in 2024-Q2 only.
+    other = _table_rows(client.get("/regulator/rankings?period=quarter&p=2024-Q1").text)
+    assert not any("柜面异常信号" in r for r in other)
