@@ -262,6 +262,27 @@ def policies_import(ctx: Context, file: Path) -> None:
         sys.exit(1)
 
 
+@main.group("policies-in-force")
+def policies_in_force() -> None:
+    """Policies in force per insurer and month (the rankings' per-10,000 figures)."""
+
+
+@command(policies_in_force, "import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def policies_in_force_import(ctx: Context, file: Path) -> None:
+    """Import FILE.csv with columns insurer,month,policies (month as YYYY-MM).
+
+    All rows must be valid or nothing is stored; a month reported again is replaced.
+    """
+    from portal import policies_in_force as pif
+
+    reports = pif.parse_csv(read_csv_file(file))
+    with ctx.engine.begin() as conn:
+        counts = pif.apply(conn, reports, "cli")
+        audit.log(conn, OPERATOR, "policies_in_force.import", file.name, **counts)
+    ctx.out(counts, f"policies in force: {counts['months']} insurer-months stored")
+
+
 @main.group()
 def device() -> None:
     """Counter evaluator devices."""
@@ -445,6 +466,29 @@ def reindex_cmd(ctx: Context) -> None:
     index = search.make_index(ctx.settings, ctx.engine)
     count = search.reindex(ctx.engine, index, progress=not ctx.as_json)
     ctx.out({"indexed": count, "backend": index.name}, f"indexed {count} reviews in {index.name}")
+
+
+@main.group()
+def rankings() -> None:
+    """Published rankings (docs/rankings.md)."""
+
+
+@command(rankings, "rederive")
+@click.argument("snapshot_id", type=int)
+def rankings_rederive(ctx: Context, snapshot_id: int) -> None:
+    """Recompute a published ranking from the ledger's first TREE_SIZE leaves; exit 1
+    naming every figure that differs from the snapshot."""
+    from portal import ranking_audit
+
+    with ctx.engine.connect() as conn:
+        problems = ranking_audit.rederive(conn, snapshot_id)
+    ctx.out(
+        {"snapshot": snapshot_id, "mismatches": [str(p) for p in problems]},
+        "\n".join(str(p) for p in problems)
+        or f"ranking {snapshot_id} re-derived from the ledger: every figure matches",
+    )
+    if problems:
+        sys.exit(1)
 
 
 @main.group()

@@ -9,14 +9,23 @@ pages use, so the inbox, the regulator's desk and the transparency page have con
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import click
 from sqlalchemy import Engine, func, select
 
 from moderation import takedowns
-from portal import accounts, demo_data, demo_phone, directory, ledger, policies, replies
+from portal import (
+    accounts,
+    demo_data,
+    demo_phone,
+    directory,
+    ledger,
+    policies,
+    policies_in_force,
+    replies,
+)
 from portal.canonical import utc
 from portal.config import Settings
 from portal.errors import Invalid
@@ -219,6 +228,21 @@ def _phone(engine: Engine, settings: Settings, staff: list[Any], seed: int) -> i
     return demo_phone.load(engine, key, code, iid, staff, seed)
 
 
+def _policies_in_force(engine: Engine, rng: random.Random, months: int = 24) -> None:
+    """Each insurer's policies in force for the last `months` months (the rankings'
+    per-10,000 figures): a size of its own, growing a little each month."""
+    today = datetime.now(UTC).date().replace(day=1)
+    reports = []
+    for ins in demo_data.insurers():
+        size = rng.randint(50_000, 2_000_000)
+        for k in range(months, -1, -1):
+            i = today.year * 12 + today.month - 1 - k
+            month = date(i // 12, i % 12 + 1, 1)
+            reports.append(policies_in_force.Report(ins.code, month, int(size * (1 - 0.004 * k))))
+    with engine.begin() as conn:
+        policies_in_force.apply(conn, reports, "demo")
+
+
 def _recorded_at(r: RatingIn) -> datetime:
     # Historical data: each rating was recorded a moment after it happened.
     return r.occurred_at + timedelta(seconds=45)
@@ -259,6 +283,7 @@ def load(
     users = _users(engine)
     if not present:
         _moderation(engine, rng)
+        _policies_in_force(engine, rng)
     key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
     cp = ledger.checkpoint(engine, key)
     with engine.connect() as conn:

@@ -22,7 +22,9 @@ APPEND_ONLY = (
     "audit_events",
     "takedown_decisions",
     "reply_revisions",
+    "ranking_snapshots",
 )
+SNAPSHOT_SCOPES = ("public", "industry", "regulator")
 TAKEDOWN_REASONS = ("personal_data", "abuse", "defamation", "spam", "unrelated")
 
 
@@ -525,3 +527,37 @@ class VisitAttempt(SQLModel, table=True):
     at: datetime = tz_field()
     source: str = Field(max_length=64)
     recorded_at: datetime = tz_field(now=True)
+
+
+class PoliciesInForce(SQLModel, table=True):
+    """Policies an insurer reports in force for a month: the denominator of the
+    dissatisfied-per-10,000 and complaint-index figures. A new report replaces the old."""
+
+    __tablename__ = "policies_in_force"
+    insurer_id: int = Field(foreign_key="insurers.id", primary_key=True)
+    month: date = Field(primary_key=True)  # first day of the month
+    policies: int = Field(sa_column=Column(BigInteger, nullable=False))
+    source: str = Field(max_length=64)  # cli | client:<id>
+    reported_at: datetime = tz_field(now=True)
+
+
+class RankingSnapshot(SQLModel, table=True):
+    """A published ranking: the numbers frozen as computed, with the ledger checkpoint they
+    were computed on (append-only: a correction is a new snapshot)."""
+
+    __tablename__ = "ranking_snapshots"
+    __table_args__ = (Index("ix_ranking_snapshots_scope_published", "scope", "published_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    scope: str = Field(max_length=10)  # public | industry | regulator
+    period_kind: str = Field(max_length=8)
+    period_start: date
+    period_end: date
+    region: str = Field(default="", max_length=6)  # "" = national
+    stage: str = Field(default="", max_length=10)  # "" = all stages
+    channel: str = Field(default="", max_length=10)  # "" = all channels
+    tree_size: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    root_hash: str | None = Field(default=None, max_length=64)
+    method: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: rows, medians
+    published_by: int = Field(foreign_key="users.id")
+    published_at: datetime = tz_field(now=True)

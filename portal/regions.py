@@ -62,5 +62,10 @@ def province_of(code: str) -> str:
     return code[:2] + "0000"
 
 
+def city_of(code: str) -> str:
+    """The prefecture-level city (地级市) a code belongs to: 430211 -> 430200."""
+    return code[:4] + "00"
+
+
 def province_name(code: str) -> str:
     return PROVINCES.get(code[:2], code)

@@ -101,7 +101,9 @@ def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 5
         Rating.top_box,
         Rating.bottom_box,
     ]
-    result = conn.execution_options(yield_per=batch).execute(select(*cols))
+    # On the statement, not the connection: Connection.execution_options() changes the
+    # connection itself, and psycopg refuses the rollup upserts on a streaming cursor.
+    result = conn.execute(select(*cols).execution_options(yield_per=batch))
     total = 0
     for part in result.mappings().partitions():
         add(conn, part, day_of)

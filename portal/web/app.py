@@ -34,6 +34,7 @@ from portal.web import (
     policies_api,
     public,
     public_api,
+    rankings_pages,
     rate,
     search_pages,
     threads,
@@ -80,6 +81,7 @@ ROUTERS = (
     threads.router,
     phone_api.router,
     phone_pages.router,
+    rankings_pages.router,
 )
 
 

@@ -500,6 +500,78 @@ PHONE_SCHEMAS: dict[str, Any] = {
     },
 }
 SCHEMAS.update(PHONE_SCHEMAS)
+_INTERVAL = {
+    "type": ["object", "null"],
+    "properties": {k: {"type": "number"} for k in ("value", "low", "high")},
+}
+SCHEMAS["Ranking"] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "scope": {"type": "string", "enum": ["public"]},
+        "slice": {
+            "type": "object",
+            "description": "period, period_kind, from, to, scope, region, stage, channel, "
+            "recency_weighted, level",
+        },
+        "published_at": TIME,
+        "checkpoint": {
+            "type": "object",
+            "properties": {"tree_size": {"type": ["integer", "null"]}, "root_hash": {}},
+        },
+        "method": {"type": "object", "description": "prior_weight, min_count, half_life_days"},
+        "industry_mean": NUMBER_OR_NULL,
+        "medians": {"type": "object"},
+        "rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string", "description": "insurer code"},
+                    "name": {"type": "string"},
+                    "rank": {"type": ["integer", "null"]},
+                    "rank_change": {"type": ["integer", "null"]},
+                    "insufficient_data": {"type": "boolean"},
+                    "count": {"type": "number"},
+                    "score": NUMBER_OR_NULL,
+                    "grade": {"type": ["string", "null"]},
+                    "mean": _INTERVAL,
+                    "satisfied_pct": _INTERVAL,
+                    "dissatisfied_pct": _INTERVAL,
+                    "dissatisfied_per_10k_policies": NUMBER_OR_NULL,
+                    "complaint_index": NUMBER_OR_NULL,
+                    "channel_mix": {"type": "object"},
+                },
+            },
+        },
+    },
+}
+SCHEMAS["PoliciesInForceIn"] = {
+    "type": "object",
+    "required": ["months"],
+    "properties": {
+        "months": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 120,
+            "items": {
+                "type": "object",
+                "required": ["month", "policies"],
+                "properties": {
+                    "month": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                    "policies": {"type": "integer", "minimum": 1},
+                },
+            },
+        }
+    },
+}
+SCHEMAS["RankingList"] = {
+    "type": "object",
+    "properties": {
+        "rankings": {"type": "array", "items": _ref("Ranking")},
+        "count": {"type": "integer"},
+    },
+}
 
 
 def _signed(op: dict[str, Any]) -> dict[str, Any]:
@@ -676,6 +748,36 @@ PATHS: dict[str, Any] = {
                 _param("page", "query", "integer"),
                 _param("per_page", "query", "integer", description="1-100, default 20"),
             ],
+        )
+    },
+    "/api/v1/policies-in-force": {
+        "post": _signed(
+            _op(
+                "Policies in force of the client's insurer per month (addition to the "
+                "contract): the denominators of the rankings' per-10,000 figures; all entries "
+                "valid or nothing stored, a month reported again is replaced",
+                {
+                    "200": _json(
+                        {"type": "object", "properties": {"months": {"type": "integer"}}},
+                        "Insurer-months stored",
+                    )
+                },
+                body="PoliciesInForceIn",
+            )
+        )
+    },
+    "/api/v1/rankings": {
+        "get": _op(
+            "Published rankings of the public scope, newest first (at most 20); each frozen "
+            "with the ledger checkpoint it was computed on (docs/rankings.md)",
+            {"200": _json(_ref("RankingList"), "Published rankings")},
+        )
+    },
+    "/api/v1/rankings/{snapshot_id}": {
+        "get": _op(
+            "One published ranking of the public scope (others answer 404)",
+            {"200": _json(_ref("Ranking"), "A published ranking")},
+            params=[_param("snapshot_id", "path", "integer")],
         )
     },
     "/api/v1/openapi.json": {

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portal import audit, credentials, policies
+from portal import audit, credentials, policies, policies_in_force
 from portal.errors import BadRequest, Invalid
+from portal.models import Insurer
 from portal.web.api import read_body, read_json_bytes
 from portal.web.routing import Router
 
@@ -79,3 +80,41 @@ async def register_policies(request: Request) -> Response:
     client, raw = await signed_client(request)
     rows = _rows(read_json_bytes(request, raw), portal.phone_key)
     return JSONResponse(await portal.write(_register, client, rows))
+
+
+def _months(body: dict[str, Any], insurer: str) -> list[policies_in_force.Report]:
+    items = body.get("months")
+    if not isinstance(items, list) or not 1 <= len(items) <= 120:
+        raise BadRequest(
+            "Send “months”: a list of 1 to %(max)s objects.",
+            field="months",
+            code="malformed_months",
+            max=120,
+        )
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("month"), str):
+            raise BadRequest(
+                "Each entry needs month (YYYY-MM) and policies (a whole number).",
+                field=f"months[{i}]",
+                code="malformed_months",
+            )
+        month = policies_in_force.parse_month(item["month"], f"months[{i}].month")
+        count = policies_in_force.parse_count(item.get("policies"), f"months[{i}].policies")
+        out.append(policies_in_force.Report(insurer, month, count))
+    return out
+
+
+def _report(conn: Connection, client: Any, body: dict[str, Any]) -> dict[str, int]:
+    code = conn.execute(select(Insurer.code).where(Insurer.id == client.insurer_id)).scalar_one()
+    counts = policies_in_force.apply(conn, _months(body, code), f"client:{client.client_id}")
+    audit.log(conn, f"client:{client.client_id}", "policies_in_force.report", code, **counts)
+    return counts
+
+
+@router.route("/api/v1/policies-in-force", roles="client", methods=("POST",))
+async def report_policies_in_force(request: Request) -> Response:
+    """The client's own insurer's policies in force per month (a month again replaces it)."""
+    client, raw = await signed_client(request)
+    body = read_json_bytes(request, raw)
+    return JSONResponse(await request.state.portal.write(_report, client, body))

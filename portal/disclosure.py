@@ -1,0 +1,168 @@
+"""Disclosure: the regulator publishes a ranking as a frozen snapshot (docs/rankings.md).
+
+A snapshot stores every figure as computed, the method, and the ledger checkpoint signed
+just before computing it. `ranking_snapshots` is append-only: new ratings never change a
+published snapshot; a correction is a new one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from portal import audit, ledger, ranking_data
+from portal.canonical import timestamp, utc
+from portal.errors import Invalid, NotFound
+from portal.models import SNAPSHOT_SCOPES, RankingSnapshot, utcnow
+from portal.rankings import Method, Ranking
+
+# Who may see a snapshot of each scope.
+AUDIENCE = {
+    "public": {"anonymous", "insurer", "regulator", "admin"},
+    "industry": {"insurer", "regulator", "admin"},
+    "regulator": {"regulator", "admin"},
+}
+
+
+def visible_scopes(role: str) -> list[str]:
+    return [s for s in SNAPSHOT_SCOPES if role in AUDIENCE[s]]
+
+
+def check_scope(scope: str) -> str:
+    if scope not in SNAPSHOT_SCOPES:
+        raise Invalid(
+            "Choose who may see it: public, industry or regulator only.",
+            field="disclosure",
+            code="invalid_disclosure",
+        )
+    return scope
+
+
+def ranking_body(ranking: Ranking, s: ranking_data.Slice) -> dict[str, Any]:
+    """The frozen figures: what the public page, the API and the exports show."""
+    return {
+        "slice": s.as_json(),
+        "industry_mean": None if ranking.industry_mean is None else round(ranking.industry_mean, 2),
+        "medians": {k: None if v is None else round(v, 2) for k, v in ranking.medians.items()},
+        "rows": [r.as_json() for r in ranking.rows],
+    }
+
+
+def publish(
+    engine: Engine, key: ledger.LedgerKey, s: ranking_data.Slice, scope: str, user_id: int
+) -> int:
+    """Sign a checkpoint of everything recorded so far, compute, freeze. Returns the id."""
+    check_scope(scope)
+    ledger.checkpoint(engine, key)
+    method = Method(half_life_days=182.5 if s.recency else None)
+    with engine.begin() as conn:
+        cp = ledger.latest(conn)
+        ranking = ranking_data.build(conn, s, method)
+        body = ranking_body(ranking, s)
+        snapshot_id = conn.execute(
+            RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id),
+            {
+                "scope": scope,
+                "period_kind": s.period.kind,
+                "period_start": s.period.start,
+                "period_end": s.period.end,
+                "region": s.scope.region,
+                "stage": s.stage or "",
+                "channel": s.channel or "",
+                "tree_size": cp.tree_size if cp else None,
+                "root_hash": cp.root_hash if cp else None,
+                "method": json.dumps(ranking.method.as_json()),
+                "body": json.dumps(body, ensure_ascii=False),
+                "published_by": user_id,
+                "published_at": utcnow(),
+            },
+        ).scalar_one()
+        audit.log(conn, f"user:{user_id}", "ranking.publish", str(snapshot_id), scope=scope)
+    return int(snapshot_id)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: int
+    scope: str
+    period_kind: str
+    period_start: date
+    period_end: date
+    region: str
+    stage: str
+    channel: str
+    tree_size: int | None
+    root_hash: str | None
+    method: dict[str, Any]
+    body: dict[str, Any]
+    published_at: datetime
+
+    @property
+    def label(self) -> str:
+        return str(self.body["slice"]["period"])
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.body["rows"])
+
+    def as_json(self, with_rows: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "scope": self.scope,
+            "slice": self.body["slice"],
+            "published_at": timestamp(self.published_at),
+            "checkpoint": {"tree_size": self.tree_size, "root_hash": self.root_hash},
+            "method": self.method,
+        }
+        if with_rows:
+            out |= {
+                "industry_mean": self.body["industry_mean"],
+                "medians": self.body["medians"],
+                "rows": self.rows,
+            }
+        return out
+
+
+def _snapshot(row: Any) -> Snapshot:
+    return Snapshot(
+        id=row.id,
+        scope=row.scope,
+        period_kind=row.period_kind,
+        period_start=row.period_start,
+        period_end=row.period_end,
+        region=row.region,
+        stage=row.stage,
+        channel=row.channel,
+        tree_size=row.tree_size,
+        root_hash=row.root_hash,
+        method=json.loads(row.method),
+        body=json.loads(row.body),
+        published_at=utc(row.published_at),
+    )
+
+
+def snapshots(conn: Connection, scopes: list[str], limit: int = 100) -> list[Snapshot]:
+    """Published snapshots of the given scopes, newest first."""
+    stmt = (
+        select(RankingSnapshot)
+        .where(RankingSnapshot.scope.in_(scopes))
+        .order_by(RankingSnapshot.published_at.desc(), RankingSnapshot.id.desc())
+        .limit(limit)
+    )
+    return [_snapshot(r) for r in conn.execute(stmt)]
+
+
+def snapshot(conn: Connection, snapshot_id: int, scopes: list[str]) -> Snapshot:
+    """One snapshot; one the caller may not see is as absent as one that does not exist."""
+    row = conn.execute(
+        select(RankingSnapshot).where(
+            RankingSnapshot.id == snapshot_id, RankingSnapshot.scope.in_(scopes)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("There is no such published ranking.", code="no_snapshot")
+    return _snapshot(row)

@@ -1,0 +1,305 @@
+"""What the ranking engine reads: rollup sums per subject, and the figures beside them.
+
+Scores come from `rollup_daily` (insurers, branches: verified ratings) and
+`rollup_staff_daily` (staff), never from the ratings table (design.md). Reply figures
+and channel flags are read from their own tables, as the insurer pages read them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+
+from portal import insurer_stats, phone_reports, rankings, reviews
+from portal.errors import Invalid
+from portal.models import (
+    CHANNELS,
+    STAGES,
+    Branch,
+    CounterFlag,
+    Insurer,
+    PoliciesInForce,
+    RollupDaily,
+    RollupStaffDaily,
+    Staff,
+)
+from portal.rankings import Entry, Method, Period, Ranking, Scope, Tally
+from portal.ratings import CHINA
+
+DAILY = RollupDaily.__table__.c  # type: ignore[attr-defined]
+STAFF = RollupStaffDaily.__table__.c  # type: ignore[attr-defined]
+LEVELS = ("insurer", "branch", "staff")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One view of the ranking: which ratings, which subjects."""
+
+    period: Period
+    scope: Scope = Scope()
+    stage: str | None = None
+    channel: str | None = None
+    recency: bool = False  # weight ratings by age (half-life in the method)
+    level: str = "insurer"
+    insurer_id: int | None = None  # branch and staff levels: whose
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "period": self.period.label,
+            "period_kind": self.period.kind,
+            "from": self.period.start.isoformat(),
+            "to": self.period.end.isoformat(),
+            "scope": self.scope.kind,
+            "region": self.scope.region or None,
+            "stage": self.stage,
+            "channel": self.channel,
+            "recency_weighted": self.recency,
+            "level": self.level,
+        }
+
+
+def check_choice(value: str | None, options: tuple[str, ...], name: str) -> str | None:
+    """'' or None means all; anything else must be one of `options`."""
+    if not value:
+        return None
+    if value not in options:
+        raise Invalid(
+            "Invalid value “%(value)s” for the parameter %(name)s.",
+            field=name,
+            code="invalid_parameter",
+            value=value[:40],
+            name=name,
+        )
+    return value
+
+
+def check_stage_channel(stage: str | None, channel: str | None) -> tuple[str | None, str | None]:
+    return check_choice(stage, STAGES, "stage"), check_choice(channel, CHANNELS, "channel")
+
+
+# -- rollup reads -------------------------------------------------------------------------
+
+
+def _measures(c: Any) -> list[Any]:
+    return [func.sum(c.n), func.sum(c.sum_score), func.sum(c.sum_sq), func.sum(c.top)] + [
+        func.sum(c.bottom)
+    ]
+
+
+def _filtered(stmt: Select[Any], c: Any, s: Slice, period: Period) -> Select[Any]:
+    stmt = stmt.where(c.day >= period.start, c.day <= period.end)
+    if s.stage:
+        stmt = stmt.where(c.stage == s.stage)
+    if s.channel:
+        stmt = stmt.where(c.channel == s.channel)
+    return stmt
+
+
+def _weight(s: Slice, method: Method, period: Period, day: date | None) -> float:
+    if not s.recency or day is None:
+        return 1.0
+    return rankings.recency_weight((period.end - day).days, method.half_life_days or 182.5)
+
+
+def _branches(conn: Connection) -> dict[int, Any]:
+    stmt = select(Branch.id, Branch.insurer_id, Branch.code, Branch.name, Branch.region)
+    return {r.id: r for r in conn.execute(stmt)}
+
+
+def _daily_tallies(
+    conn: Connection, s: Slice, method: Method, period: Period
+) -> dict[tuple[int, int], dict[str, Tally]]:
+    """(insurer, branch) -> channel -> tally, verified ratings in the scope."""
+    keys = [DAILY.insurer_id, DAILY.branch_id, DAILY.channel] + ([DAILY.day] if s.recency else [])
+    stmt = _filtered(select(*keys, *_measures(DAILY)).where(DAILY.verified), DAILY, s, period)
+    if s.insurer_id is not None:
+        stmt = stmt.where(DAILY.insurer_id == s.insurer_id)
+    branches = _branches(conn)
+    out: dict[tuple[int, int], dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+    for row in conn.execute(stmt.group_by(*keys)):
+        iid, bid, channel = row[0], row[1], row[2]
+        branch = branches.get(bid)
+        if not s.scope.contains(branch.region if branch else None):
+            continue
+        day = row[3] if s.recency else None
+        measures = row[4:] if s.recency else row[3:]
+        out[(iid, bid)][channel] += Tally.of(*measures, weight=_weight(s, method, period, day))
+    return out
+
+
+def _staff_tallies(
+    conn: Connection, s: Slice, method: Method, period: Period
+) -> dict[int, dict[str, Tally]]:
+    keys = [STAFF.staff_id, STAFF.channel] + ([STAFF.day] if s.recency else [])
+    stmt = _filtered(
+        select(*keys, Branch.region, *_measures(STAFF))
+        .join(Staff, Staff.id == STAFF.staff_id)
+        .outerjoin(Branch, Branch.id == Staff.branch_id)
+        .where(Staff.insurer_id == s.insurer_id),
+        STAFF,
+        s,
+        period,
+    )
+    out: dict[int, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
+    for row in conn.execute(stmt.group_by(*keys, Branch.region)):
+        sid, channel = row[0], row[1]
+        day = row[2] if s.recency else None
+        region, *measures = row[3:] if s.recency else row[2:]
+        if s.scope.contains(region):
+            out[sid][channel] += Tally.of(*measures, weight=_weight(s, method, period, day))
+    return out
+
+
+def _entry(key: str, name: str, channels: dict[str, Tally], **kw: Any) -> Entry:
+    return Entry(key, name, rankings.total_of(channels.values()), dict(channels), **kw)
+
+
+def _merge(parts: Iterable[dict[str, Tally]]) -> dict[str, Tally]:
+    out: dict[str, Tally] = defaultdict(Tally)
+    for part in parts:
+        for ch, t in part.items():
+            out[ch] += t
+    return out
+
+
+def entries(
+    conn: Connection, s: Slice, method: Method, period: Period | None = None
+) -> list[Entry]:
+    """The subjects of a slice with their tallies (for `period`, default the slice's)."""
+    period = period or s.period
+    if s.level == "staff":
+        staff = {
+            r.id: r for r in conn.execute(select(Staff).where(Staff.insurer_id == s.insurer_id))
+        }
+        tallies = _staff_tallies(conn, s, method, period)
+        return [_entry(staff[k].staff_no, staff[k].name, v) for k, v in tallies.items()]
+    daily = _daily_tallies(conn, s, method, period)
+    if s.level == "branch":
+        branches = _branches(conn)
+        out = []
+        for (_, bid), channels in daily.items():
+            b = branches.get(bid)
+            out.append(_entry(b.code if b else "-", b.name if b else "", channels))
+        return out
+    by_insurer: dict[int, list[dict[str, Tally]]] = defaultdict(list)
+    for (iid, _), channels in daily.items():
+        by_insurer[iid].append(channels)
+    names = {r.id: r for r in conn.execute(select(Insurer.id, Insurer.code, Insurer.name))}
+    return [
+        _entry(names[iid].code, names[iid].name, _merge(parts), extra={"_id": iid})
+        for iid, parts in by_insurer.items()
+    ]
+
+
+# -- figures beside the score ---------------------------------------------------------------
+
+
+def policies_in_force(conn: Connection, period: Period) -> dict[int, float]:
+    """Each insurer's average reported policies in force over the period's months."""
+    first = period.start.replace(day=1)
+    stmt = (
+        select(PoliciesInForce.insurer_id, func.avg(PoliciesInForce.policies))
+        .where(PoliciesInForce.month >= first, PoliciesInForce.month <= period.end)
+        .group_by(PoliciesInForce.insurer_id)
+    )
+    return {int(iid): float(avg) for iid, avg in conn.execute(stmt) if avg}
+
+
+def _china_start(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=CHINA)
+
+
+def counter_flags(conn: Connection, period: Period) -> dict[int, int]:
+    """Counter misuse signals (fast ratings, bursts) raised in the period, per insurer."""
+    stmt = (
+        select(CounterFlag.insurer_id, func.count())
+        .where(
+            CounterFlag.created_at >= _china_start(period.start),
+            CounterFlag.created_at < _china_start(period.end + timedelta(days=1)),
+        )
+        .group_by(CounterFlag.insurer_id)
+    )
+    return {int(iid): int(n) for iid, n in conn.execute(stmt)}
+
+
+def phone_signals(conn: Connection, insurer_id: int) -> int:
+    """Return visits routed to the selling agent's own phone, or one phone shared by
+    many customers (current signals, not per period)."""
+    return len(phone_reports.agent_phone_signals(conn, insurer_id)) + len(
+        phone_reports.shared_phone_signals(conn, insurer_id)
+    )
+
+
+def _insurer_extras(conn: Connection, entries_: list[Entry], period: Period) -> list[Entry]:
+    policies = policies_in_force(conn, period)
+    flags = counter_flags(conn, period)
+    out = []
+    for e in entries_:
+        iid = int(e.extra["_id"])
+        stats = insurer_stats.reply_stats(conn, iid, reviews.count_reviews)
+        extra = {
+            **e.extra,
+            "policies_in_force": policies.get(iid),
+            "reply_rate": stats.rate,
+            "reply_days": stats.median_days,
+            "change_share": stats.change_share,
+            "counter_flags": flags.get(iid, 0),
+            "phone_signals": phone_signals(conn, iid),
+        }
+        out.append(replace(e, policies=policies.get(iid), extra=extra))
+    return out
+
+
+def build(conn: Connection, s: Slice, method: Method | None = None) -> Ranking:
+    """The ranking of one slice, with rank changes against the previous period."""
+    method = method or Method()
+    if s.recency and method.half_life_days is None:
+        method = replace(method, half_life_days=rankings.HALF_LIFE_DAYS)
+    before = rankings.rank(entries(conn, s, method, s.period.previous()), method)
+    previous = {r.key: r.rank for r in before.rows}
+    current = entries(conn, s, method)
+    if s.level == "insurer":
+        current = _insurer_extras(conn, current, s.period)
+    return rankings.rank(current, method, previous)
+
+
+TREND_MONTHS = 12
+TREND_INSURERS = 8
+
+
+def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, Any]:
+    """Monthly mean score per insurer over the `months` months ending with the slice's
+    period, in the slice's scope, stage and channel (the busiest insurers only)."""
+    last = s.period.end.replace(day=1)
+    periods = [rankings.month_period(last, k - months + 1) for k in range(months)]
+    plain = replace(s, recency=False, level="insurer", insurer_id=None)
+    method = Method()
+    by_month = [{e.key: e for e in entries(conn, plain, method, p)} for p in periods]
+    totals: dict[str, float] = defaultdict(float)
+    names: dict[str, str] = {}
+    for month in by_month:
+        for code, e in month.items():
+            totals[code] += e.tally.n
+            names[code] = e.name
+    busiest = sorted(totals, key=lambda c: (-totals[c], c))[:TREND_INSURERS]
+    return {
+        "months": [p.label for p in periods],
+        "series": [
+            {
+                "key": code,
+                "name": names[code],
+                "values": [
+                    None
+                    if code not in m or m[code].tally.mean is None
+                    else round(m[code].tally.mean or 0, 1)
+                    for m in by_month
+                ],
+            }
+            for code in busiest
+        ],
+    }

@@ -1,0 +1,96 @@
+"""CSV and XLSX of a ranking view or snapshot: the method and the checkpoint in the header
+rows, so a downloaded file says how its numbers were made and on which ledger state."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from openpyxl import Workbook
+
+COLUMNS = (
+    "rank",
+    "rank_change",
+    "key",
+    "name",
+    "insufficient_data",
+    "count",
+    "score",
+    "grade",
+    "mean",
+    "mean_low",
+    "mean_high",
+    "satisfied_pct",
+    "satisfied_low",
+    "satisfied_high",
+    "dissatisfied_pct",
+    "policies_in_force",
+    "dissatisfied_per_10k_policies",
+    "complaint_index",
+    "reply_rate",
+    "reply_days",
+    "change_share",
+    "counter_flags",
+    "phone_signals",
+    "channel_mix",
+)
+# Spreadsheet programs run cells starting with these as formulas (CSV injection).
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
+
+
+def flat(row: dict[str, Any]) -> list[Any]:
+    """One ranking row (the JSON shape of rankings.Ranked) as the export's columns."""
+    out = dict(row)
+    for name, prefix in (("mean", "mean"), ("satisfied_pct", "satisfied")):
+        part = row.get(name) or {}
+        out[name] = part.get("value")
+        out[f"{prefix}_low"], out[f"{prefix}_high"] = part.get("low"), part.get("high")
+    out["dissatisfied_pct"] = (row.get("dissatisfied_pct") or {}).get("value")
+    mix = row.get("channel_mix") or {}
+    out["channel_mix"] = " ".join(f"{k}:{v['share']}%" for k, v in mix.items())
+    return [_cell(out.get(c)) for c in COLUMNS]
+
+
+def header_rows(title: str, meta: dict[str, Any]) -> list[list[Any]]:
+    """Title, slice, method and checkpoint, then a blank row before the table."""
+    cp = meta.get("checkpoint") or {}
+    return [
+        [_cell(title)],
+        ["slice", json.dumps(meta["slice"], ensure_ascii=False)],
+        ["method", json.dumps(meta["method"], ensure_ascii=False)],
+        ["checkpoint_tree_size", cp.get("tree_size"), "root_hash", cp.get("root_hash")],
+        ["published_at", meta.get("published_at") or ""],
+        [],
+    ]
+
+
+def to_csv(title: str, meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerows(header_rows(title, meta))
+    writer.writerow(COLUMNS)
+    writer.writerows(flat(r) for r in rows)
+    return "\ufeff" + buf.getvalue()  # BOM: spreadsheet programs then read it as UTF-8
+
+
+def to_xlsx(title: str, meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> bytes:
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "ranking"
+    for line in header_rows(title, meta):
+        ws.append(line)
+    ws.append(list(COLUMNS))
+    for r in rows:
+        ws.append(flat(r))
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
