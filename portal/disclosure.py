@@ -42,13 +42,25 @@ def check_scope(scope: str) -> str:
     return scope
 
 
-def ranking_body(ranking: Ranking, s: ranking_data.Slice) -> dict[str, Any]:
+# Regulator-only context: misuse signals and the insurers' reported policies in force
+# never leave the regulator's own snapshots (only the derived per-10,000 figures may).
+REGULATOR_ONLY = ("counter_flags", "phone_signals", "policies_in_force")
+
+
+def row_for(row: dict[str, Any], scope: str) -> dict[str, Any]:
+    """One ranking row as the audience of `scope` may see it (allow-list by scope)."""
+    if scope == "regulator":
+        return row
+    return {k: v for k, v in row.items() if k not in REGULATOR_ONLY}
+
+
+def ranking_body(ranking: Ranking, s: ranking_data.Slice, scope: str) -> dict[str, Any]:
     """The frozen figures: what the public page, the API and the exports show."""
     return {
         "slice": s.as_json(),
         "industry_mean": None if ranking.industry_mean is None else round(ranking.industry_mean, 2),
         "medians": {k: None if v is None else round(v, 2) for k, v in ranking.medians.items()},
-        "rows": [r.as_json() for r in ranking.rows],
+        "rows": [row_for(r.as_json(), scope) for r in ranking.rows],
     }
 
 
@@ -62,7 +74,7 @@ def publish(
     with engine.begin() as conn:
         cp = ledger.latest(conn)
         ranking = ranking_data.build(conn, s, method)
-        body = ranking_body(ranking, s)
+        body = ranking_body(ranking, s, scope)
         snapshot_id = conn.execute(
             RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id),
             {
@@ -107,7 +119,8 @@ class Snapshot:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return list(self.body["rows"])
+        # Filtered again on the way out: snapshots frozen before the allow-list existed.
+        return [row_for(r, self.scope) for r in self.body["rows"]]
 
     def as_json(self, with_rows: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -91,7 +91,7 @@ def rederive(conn: Connection, snapshot_id: int) -> list[Mismatch]:
     derived = rankings.rank(_entries(rows, period, scope, snap, method), method, ranks)
     # Reply figures, policies and flags are context, not derived from the ledger: only the
     # rating figures are compared.
-    got = {r["key"]: r for r in disclosure.ranking_body(derived, _slice(snap))["rows"]}
+    got = {r["key"]: r for r in disclosure.ranking_body(derived, _slice(snap), snap.scope)["rows"]}
     want = {r["key"]: r for r in snap.rows}
     out = [Mismatch(k, "present", k in want, k in got) for k in sorted(want.keys() ^ got.keys())]
     for k in sorted(want.keys() & got.keys()):

@@ -47,7 +47,16 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def flat(row: dict[str, Any]) -> list[Any]:
+def columns_for(scope: str) -> tuple[str, ...]:
+    """The export's columns for an audience: regulator-only context only for regulators."""
+    from portal.disclosure import REGULATOR_ONLY
+
+    if scope == "regulator":
+        return COLUMNS
+    return tuple(c for c in COLUMNS if c not in REGULATOR_ONLY)
+
+
+def flat(row: dict[str, Any], columns: Sequence[str] = COLUMNS) -> list[Any]:
     """One ranking row (the JSON shape of rankings.Ranked) as the export's columns."""
     out = dict(row)
     for name, prefix in (("mean", "mean"), ("satisfied_pct", "satisfied")):
@@ -57,7 +66,7 @@ def flat(row: dict[str, Any]) -> list[Any]:
     out["dissatisfied_pct"] = (row.get("dissatisfied_pct") or {}).get("value")
     mix = row.get("channel_mix") or {}
     out["channel_mix"] = " ".join(f"{k}:{v['share']}%" for k, v in mix.items())
-    return [_cell(out.get(c)) for c in COLUMNS]
+    return [_cell(out.get(c)) for c in columns]
 
 
 def header_rows(title: str, meta: dict[str, Any]) -> list[list[Any]]:
@@ -73,24 +82,34 @@ def header_rows(title: str, meta: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
-def to_csv(title: str, meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> str:
+def to_csv(
+    title: str,
+    meta: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] = COLUMNS,
+) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerows(header_rows(title, meta))
-    writer.writerow(COLUMNS)
-    writer.writerows(flat(r) for r in rows)
+    writer.writerow(columns)
+    writer.writerows(flat(r, columns) for r in rows)
     return "\ufeff" + buf.getvalue()  # BOM: spreadsheet programs then read it as UTF-8
 
 
-def to_xlsx(title: str, meta: dict[str, Any], rows: Sequence[dict[str, Any]]) -> bytes:
+def to_xlsx(
+    title: str,
+    meta: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] = COLUMNS,
+) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = "ranking"
     for line in header_rows(title, meta):
         ws.append(line)
-    ws.append(list(COLUMNS))
+    ws.append(list(columns))
     for r in rows:
-        ws.append(flat(r))
+        ws.append(flat(r, columns))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()

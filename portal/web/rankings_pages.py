@@ -21,7 +21,7 @@ from portal.errors import Invalid, NotFound
 from portal.i18n import N_, translate
 from portal.models import Insurer
 from portal.ranking_data import Slice
-from portal.ranking_exports import to_csv, to_xlsx
+from portal.ranking_exports import COLUMNS, columns_for, to_csv, to_xlsx
 from portal.ratings import CHINA
 from portal.web.rendering import locale_of, render
 from portal.web.routing import Router
@@ -196,8 +196,15 @@ def _format(request: Request) -> str:
     return str(ranking_data.check_choice(fmt, ("csv", "xlsx"), "format"))
 
 
-def _export(title: str, meta: dict[str, Any], rows: list[dict[str, Any]], fmt: str) -> Any:
-    return to_csv(title, meta, rows) if fmt == "csv" else to_xlsx(title, meta, rows)
+def _export(
+    title: str,
+    meta: dict[str, Any],
+    rows: list[dict[str, Any]],
+    fmt: str,
+    columns: tuple[str, ...] = COLUMNS,
+) -> Any:
+    writer = to_csv if fmt == "csv" else to_xlsx
+    return writer(title, meta, rows, columns)
 
 
 @router.route("/regulator/rankings/export", roles=("regulator", "admin"))
@@ -314,7 +321,8 @@ async def published_export(request: Request) -> Response:
     shown = await _visible(request)
     fmt = _format(request)
     title = translate(locale_of(request), N_("Insurer ranking %(period)s"), {"period": shown.label})
-    content = _export(title, shown.as_json(with_rows=False), shown.rows, fmt)
+    meta = shown.as_json(with_rows=False)
+    content = _export(title, meta, shown.rows, fmt, columns_for(shown.scope))
     return _download(content, fmt, f"ranking-{shown.label}-{shown.id}")
 
 

@@ -371,3 +371,51 @@ def test_counter_flags_stand_beside_the_insurer_they_concern(
     # Another quarter: the flags were raised in 2024-Q2 only.
     other = _table_rows(client.get("/regulator/rankings?period=quarter&p=2024-Q1").text)
     assert not any("柜面异常信号" in r for r in other)
+
+
+def test_public_and_industry_snapshots_never_carry_regulator_only_context(
+    client: TestClient, owner_engine: Engine, ranked: World
+) -> None:
+    """Counter flags, phone signals and policies in force are for the regulator only:
+    not in the frozen body, the page, the API, the print page or the exports."""
+    from portal.models import Branch, CounterFlag, Insurer
+
+    with owner_engine.begin() as conn:
+        iid, bid = conn.execute(
+            select(Insurer.id, Branch.id)
+            .join(Branch, Branch.insurer_id == Insurer.id)
+            .where(Insurer.code == "TB")
+        ).first()
+        conn.execute(
+            CounterFlag.__table__.insert(),
+            {"kind": "burst", "insurer_id": iid, "branch_id": bid, "detail": "{}",
+             "created_at": datetime(2024, 5, 4, 12, tzinfo=CHINA)},
+        )  # fmt: skip
+    hidden = ("counter_flags", "phone_signals", "policies_in_force")
+    for scope in ("public", "industry"):
+        sid = _publish(client, scope)
+        with owner_engine.connect() as conn:
+            body = json.loads(
+                conn.execute(
+                    select(RankingSnapshot.body).where(RankingSnapshot.id == sid)
+                ).scalar_one()
+            )
+        assert not any(k in row for row in body["rows"] for k in hidden)
+        if scope == "industry":
+            login(client, "ins-a")
+        else:
+            api = client.get(f"/api/v1/rankings/{sid}").json()
+            assert not any(k in row for row in api["rows"] for k in hidden)
+        for page in (f"/rankings/{sid}", f"/rankings/{sid}/print"):
+            assert "柜面异常信号" not in client.get(page).text
+        export = client.get(f"/rankings/{sid}/export?format=csv").text
+        assert not any(k in export for k in hidden)
+        ws = load_workbook(io.BytesIO(client.get(f"/rankings/{sid}/export?format=xlsx").content))
+        cells = {c.value for row in ws.active.iter_rows() for c in row}
+        assert not any(k in cells for k in hidden)
+        client.cookies.clear()
+
+    regulator = _publish(client, "regulator")
+    login(client, "reg")
+    rows = client.get(f"/rankings/{regulator}/export?format=csv").text
+    assert "counter_flags" in rows and "柜面异常信号" in client.get(f"/rankings/{regulator}").text
