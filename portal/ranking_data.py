@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Select, func, select
@@ -210,8 +210,10 @@ def policies_in_force(conn: Connection, period: Period) -> dict[int, float]:
     return {int(iid): float(avg) for iid, avg in conn.execute(stmt) if avg}
 
 
-def _china_start(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=CHINA)
+def utc_start(day: date) -> datetime:
+    """The first instant of a China-time day, in UTC: bound parameters are compared with
+    UTC timestamps, and SQLite drops a datetime's zone (it would shift the window 8 h)."""
+    return datetime.combine(day, time(), tzinfo=CHINA).astimezone(UTC)
 
 
 def counter_flags(conn: Connection, period: Period) -> dict[int, int]:
@@ -219,8 +221,8 @@ def counter_flags(conn: Connection, period: Period) -> dict[int, int]:
     stmt = (
         select(CounterFlag.insurer_id, func.count())
         .where(
-            CounterFlag.created_at >= _china_start(period.start),
-            CounterFlag.created_at < _china_start(period.end + timedelta(days=1)),
+            CounterFlag.created_at >= utc_start(period.start),
+            CounterFlag.created_at < utc_start(period.end + timedelta(days=1)),
         )
         .group_by(CounterFlag.insurer_id)
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -357,7 +357,7 @@ def test_counter_flags_stand_beside_the_insurer_they_concern(
             .join(Branch, Branch.insurer_id == Insurer.id)
             .where(Insurer.code == "TB")
         ).first()
-        at = datetime(2024, 5, 3, 12, tzinfo=CHINA)
+        at = datetime(2024, 5, 3, 12, tzinfo=CHINA).astimezone(UTC)  # stored as the app does
         conn.execute(
             CounterFlag.__table__.insert(),
             [{"kind": "burst", "insurer_id": iid, "branch_id": bid, "detail": "{}",
@@ -419,3 +419,30 @@ def test_public_and_industry_snapshots_never_carry_regulator_only_context(
     login(client, "reg")
     rows = client.get(f"/rankings/{regulator}/export?format=csv").text
     assert "counter_flags" in rows and "柜面异常信号" in client.get(f"/rankings/{regulator}").text
+
+
+def test_counter_flags_are_counted_in_the_china_day_they_were_raised(
+    engine: Engine, owner_engine: Engine, ranked: World
+) -> None:
+    """Flags are stored in UTC; 03:00 on 1 July in China is still 30 June in UTC. The
+    window must be bound in UTC too (SQLite drops a bound datetime's zone)."""
+    from portal import ranking_data, rankings
+    from portal.db import reading
+    from portal.models import Branch, CounterFlag, Insurer
+
+    with owner_engine.begin() as conn:
+        iid, bid = conn.execute(
+            select(Insurer.id, Branch.id)
+            .join(Branch, Branch.insurer_id == Insurer.id)
+            .where(Insurer.code == "TA")
+        ).first()
+        at = datetime(2024, 7, 1, 3, tzinfo=CHINA).astimezone(UTC)
+        conn.execute(
+            CounterFlag.__table__.insert(),
+            {"kind": "fast", "insurer_id": iid, "branch_id": bid, "detail": "{}",
+             "created_at": at},
+        )  # fmt: skip
+    with reading(engine) as conn:
+        july = ranking_data.counter_flags(conn, rankings.parse_period("month", "2024-07"))
+        june = ranking_data.counter_flags(conn, rankings.parse_period("month", "2024-06"))
+    assert july.get(iid) == 1 and iid not in june
