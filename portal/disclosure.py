@@ -8,17 +8,18 @@ published snapshot; a correction is a new one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
 from portal import audit, ledger, ranking_data
 from portal.canonical import timestamp, utc
-from portal.errors import Invalid, NotFound
-from portal.models import SNAPSHOT_SCOPES, RankingSnapshot, utcnow
-from portal.rankings import Method, Ranking
+from portal.errors import Conflict, Invalid, NotFound
+from portal.models import SNAPSHOT_SCOPES, LedgerEntry, RankingSnapshot, Rating, utcnow
+from portal.rankings import HALF_LIFE_DAYS, Method, Period, Ranking
+from portal.ratings import CHINA
 
 # Who may see a snapshot of each scope.
 AUDIENCE = {
@@ -64,36 +65,110 @@ def ranking_body(ranking: Ranking, s: ranking_data.Slice, scope: str) -> dict[st
     }
 
 
+PUBLISH_ATTEMPTS = 3
+
+
+def check_publishable(period: Period, today: date) -> None:
+    """Only finished periods are published: one that ends today or later (China time)
+    would still change, and the numbers would not be final."""
+    if period.end >= today:
+        raise Invalid(
+            "Only a finished period can be published: %(period)s ends on %(end)s.",
+            field="period",
+            code="period_not_finished",
+            period=period.label,
+            end=period.end.isoformat(),
+        )
+
+
+def _uncovered(conn: Connection, s: ranking_data.Slice, tree_size: int) -> int:
+    """Verified ratings the ranking may count (its period and the previous one) that are
+    not among the checkpoint's first `tree_size` leaves."""
+    first, last = s.period.previous().start, s.period.end
+    stmt = (
+        select(func.count(Rating.id))
+        .outerjoin(LedgerEntry, LedgerEntry.rating_id == Rating.id)
+        .where(
+            Rating.verified,
+            Rating.occurred_at >= ranking_data.utc_start(first),
+            Rating.occurred_at < ranking_data.utc_start(last + timedelta(days=1)),
+            or_(LedgerEntry.leaf_index.is_(None), LedgerEntry.leaf_index >= tree_size),
+        )
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _snapshot_transaction(engine: Engine) -> Any:
+    """One consistent view for the checkpoint lookup and every figure: repeatable read on
+    PostgreSQL; SQLite's write transaction already excludes other writers."""
+    if engine.dialect.name == "postgresql":
+        return engine.connect().execution_options(isolation_level="REPEATABLE READ")
+    return engine.connect()
+
+
 def publish(
-    engine: Engine, key: ledger.LedgerKey, s: ranking_data.Slice, scope: str, user_id: int
+    engine: Engine,
+    key: ledger.LedgerKey,
+    s: ranking_data.Slice,
+    scope: str,
+    user_id: int,
+    method: Method | None = None,
+    today: date | None = None,
 ) -> int:
-    """Sign a checkpoint of everything recorded so far, compute, freeze. Returns the id."""
+    """Sign a checkpoint of everything recorded so far, then compute and freeze in one
+    snapshot transaction that counts only ratings the checkpoint covers. Returns the id."""
     check_scope(scope)
-    ledger.checkpoint(engine, key)
-    method = Method(half_life_days=182.5 if s.recency else None)
-    with engine.begin() as conn:
-        cp = ledger.latest(conn)
-        ranking = ranking_data.build(conn, s, method)
-        body = ranking_body(ranking, s, scope)
-        snapshot_id = conn.execute(
-            RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id),
-            {
-                "scope": scope,
-                "period_kind": s.period.kind,
-                "period_start": s.period.start,
-                "period_end": s.period.end,
-                "region": s.scope.region,
-                "stage": s.stage or "",
-                "channel": s.channel or "",
-                "tree_size": cp.tree_size if cp else None,
-                "root_hash": cp.root_hash if cp else None,
-                "method": json.dumps(ranking.method.as_json()),
-                "body": json.dumps(body, ensure_ascii=False),
-                "published_by": user_id,
-                "published_at": utcnow(),
-            },
-        ).scalar_one()
-        audit.log(conn, f"user:{user_id}", "ranking.publish", str(snapshot_id), scope=scope)
+    check_publishable(s.period, today or datetime.now(CHINA).date())
+    method = method or Method(half_life_days=HALF_LIFE_DAYS)
+    if not s.recency:
+        method = replace(method, half_life_days=None)
+    for _ in range(PUBLISH_ATTEMPTS):
+        signed = ledger.checkpoint(engine, key)
+        with _snapshot_transaction(engine) as conn, conn.begin():
+            # The checkpoint just signed, or a later one signed meanwhile (it covers more).
+            latest = ledger.latest(conn)
+            cp = latest if signed is None or latest.tree_size > signed.tree_size else signed
+            if cp is None or _uncovered(conn, s, cp.tree_size):
+                continue  # a rating arrived after the checkpoint: sign again
+            ranking = ranking_data.build(conn, s, method)
+            if not ranking.rows:
+                raise Invalid(
+                    "There are no ratings in this slice: nothing to publish.",
+                    field="period",
+                    code="nothing_to_publish",
+                )
+            return _freeze(conn, ranking, s, scope, user_id, cp)
+    raise Conflict("Ratings kept arriving while publishing; please try again.", code="publish_race")
+
+
+def _freeze(
+    conn: Connection,
+    ranking: Ranking,
+    s: ranking_data.Slice,
+    scope: str,
+    user_id: int,
+    cp: Any,
+) -> int:
+    body = ranking_body(ranking, s, scope)
+    snapshot_id = conn.execute(
+        RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id),
+        {
+            "scope": scope,
+            "period_kind": s.period.kind,
+            "period_start": s.period.start,
+            "period_end": s.period.end,
+            "region": s.scope.region,
+            "stage": s.stage or "",
+            "channel": s.channel or "",
+            "tree_size": cp.tree_size,
+            "root_hash": cp.root_hash,
+            "method": json.dumps(ranking.method.as_json()),
+            "body": json.dumps(body, ensure_ascii=False),
+            "published_by": user_id,
+            "published_at": utcnow(),
+        },
+    ).scalar_one()
+    audit.log(conn, f"user:{user_id}", "ranking.publish", str(snapshot_id), scope=scope)
     return int(snapshot_id)
 
 

@@ -446,3 +446,50 @@ def test_counter_flags_are_counted_in_the_china_day_they_were_raised(
         july = ranking_data.counter_flags(conn, rankings.parse_period("month", "2024-07"))
         june = ranking_data.counter_flags(conn, rankings.parse_period("month", "2024-06"))
     assert july.get(iid) == 1 and iid not in june
+
+
+def test_a_rating_recorded_between_checkpoint_and_build_is_covered_or_not_counted(
+    client: TestClient, engine: Engine, ranked: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot's checkpoint must cover every rating its figures count: a late arrival
+    for the period committed right after signing makes publish sign again."""
+    from portal import ranking_audit
+    from portal.db import reading
+
+    real = ledger.checkpoint
+    calls = []
+
+    def checkpoint_then_a_rating(*args: object, **kw: object) -> object:
+        cp = real(*args, **kw)
+        if not calls:
+            record_batch(engine, _ratings(ranked, ranked.insurer_a, 5, "2024-05-13", 1))
+        calls.append(cp)
+        return cp
+
+    monkeypatch.setattr(ledger, "checkpoint", checkpoint_then_a_rating)
+    sid = _publish(client, "regulator")
+    monkeypatch.undo()
+    with reading(engine) as conn:
+        assert ranking_audit.rederive(conn, sid) == []
+        row = conn.execute(select(RankingSnapshot).where(RankingSnapshot.id == sid)).one()
+        assert row.tree_size == ledger.by_size(conn, row.tree_size).tree_size
+
+
+@pytest.mark.parametrize(
+    ("p", "message"),
+    [("2030-Q1", "只能发布已结束的期间"), ("2001-Q1", "没有评价")],
+)
+def test_publishing_an_unfinished_or_empty_period_is_refused(
+    client: TestClient, engine: Engine, ranked: World, p: str, message: str
+) -> None:
+    before = _snapshot_count(engine)
+    login(client, "reg")
+    csrf = csrf_of(client.get(f"/regulator/rankings?{Q2}").text)
+    r = client.post(
+        "/regulator/rankings/publish",
+        data={"period": "quarter", "p": p, "disclosure": "public", "csrf_token": csrf},
+        headers={"origin": BASE, "accept-language": "zh-Hans"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 422 and message in r.text
+    assert _snapshot_count(engine) == before
