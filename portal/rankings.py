@@ -23,7 +23,7 @@ from portal.stars import Z_95, wilson_lower_bound
 PRIOR_WEIGHT = 50.0  # ratings' worth of the industry mean added to every insurer
 MIN_COUNT = 30  # below this an insurer is "insufficient data", not ranked
 HALF_LIFE_DAYS = 182.5  # recency view: a rating's weight halves every 6 months
-SCORE_PLACES = 1  # ranks compare scores as shown (one decimal): equal shown, equal rank
+SCORE_PLACES = 1  # the score is rounded once to this: rank, grade, page and export use it
 PER_POLICIES = 10_000
 # The insurance service evaluation scale's bands over the 0-100 score, best first.
 GRADES = (
@@ -360,7 +360,7 @@ class Ranked:
     mean: tuple[float, float, float] | None
     satisfied: tuple[float, float, float] | None
     dissatisfied: tuple[float, float, float] | None
-    score: float | None  # Bayesian average; None when insufficient
+    score: float | None  # Bayesian average rounded to SCORE_PLACES; None when insufficient
     grade: str | None
     rank: int | None
     change: int | None
@@ -383,7 +383,7 @@ class Ranked:
             "rank_change": self.change,
             "insufficient_data": self.insufficient,
             "count": round(self.n, 2),
-            "score": _r2(self.score),
+            "score": self.score,
             "grade": self.grade,
             "mean": three(self.mean),
             "satisfied_pct": three(self.satisfied),
@@ -428,10 +428,12 @@ def rank(
     reported = [e for e in entries if e.policies]
     all_d = sum(e.tally.bottom for e in reported)
     all_p = sum(float(e.policies or 0) for e in reported)
+    # Rounded once, here: the rank, the grade, the page and the export all use the score
+    # as shown (85.04 and 84.96 both show 85.0: same rank, same grade).
     scores = [
         None
         if prior is None or e.tally.effective_n < method.min_count
-        else bayesian_average(e.tally, prior, method.prior_weight)
+        else round(bayesian_average(e.tally, prior, method.prior_weight), SCORE_PLACES)
         for e in entries
     ]
     ranks = competition_ranks(scores)

@@ -227,3 +227,18 @@ def test_bad_periods_are_refused(kind: str, value: str, until: str) -> None:
     with pytest.raises(Invalid) as err:
         rk.parse_period(kind, value, until)
     assert err.value.code == "invalid_period"
+
+
+def test_the_score_is_rounded_once_and_rank_grade_and_display_agree() -> None:
+    """85.04 and 84.96 both show 85.0: they share a rank and a grade; 94.96 shows 95.0
+    and is graded AAA (the documented "score as shown" rule)."""
+    method = Method(prior_weight=0, min_count=1)
+    entries = [
+        Entry(k, k, Tally(n=100, total=total, w2=100))
+        for k, total in (("a", 8504), ("b", 8496), ("c", 9496))
+    ]
+    rows = {r.key: r for r in rk.rank(entries, method).rows}
+    assert [rows[k].score for k in "abc"] == [85.0, 85.0, 95.0]
+    assert [rows[k].grade for k in "abc"] == ["A", "A", "AAA"]
+    assert [rows[k].rank for k in "abc"] == [2, 2, 1]
+    assert [rows[k].as_json()["score"] for k in "abc"] == [85.0, 85.0, 95.0]
