@@ -252,8 +252,29 @@ def _bad_period(value: str) -> Invalid:
     )
 
 
-def parse_period(kind: str, value: str, until: str = "") -> Period:
-    """month "2026-10", quarter "2026-Q4", year "2026", custom "2026-01-01" .. `until`."""
+FIRST_YEAR = 2000  # periods run from this year to the next one (no year 1 or 9999)
+
+
+def _check_years(period: Period, today: date | None) -> Period:
+    last = (today or date.today()).year + 1
+    if period.start.year >= FIRST_YEAR and period.end.year <= last:
+        return period
+    raise Invalid(
+        "Choose a period between %(first)s and %(last)s.",
+        field="period",
+        code="invalid_period",
+        first=FIRST_YEAR,
+        last=last,
+    )
+
+
+def parse_period(kind: str, value: str, until: str = "", today: date | None = None) -> Period:
+    """month "2026-10", quarter "2026-Q4", year "2026", custom "2026-01-01" .. `until`,
+    in the years FIRST_YEAR to next year."""
+    return _check_years(_parse_period(kind, value, until), today)
+
+
+def _parse_period(kind: str, value: str, until: str = "") -> Period:
     value = value.strip()
     try:
         if kind == "month" and re.fullmatch(r"\d{4}-\d{2}", value):

@@ -242,3 +242,16 @@ def test_the_score_is_rounded_once_and_rank_grade_and_display_agree() -> None:
     assert [rows[k].grade for k in "abc"] == ["A", "A", "AAA"]
     assert [rows[k].rank for k in "abc"] == [2, 2, 1]
     assert [rows[k].as_json()["score"] for k in "abc"] == [85.0, 85.0, 95.0]
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "until"),
+    [("year", "0001", ""), ("year", "9999", ""), ("month", "1999-12", ""),
+     ("quarter", "2028-Q1", ""), ("custom", "0001-01-01", "0001-01-31")],
+)  # fmt: skip
+def test_periods_are_limited_to_2000_through_next_year(kind: str, value: str, until: str) -> None:
+    with pytest.raises(Invalid) as e:
+        rk.parse_period(kind, value, until, today=date(2026, 11, 22))
+    assert e.value.code == "invalid_period"
+    assert rk.parse_period("year", "2027", today=date(2026, 11, 22)).previous().label == "2026"
+    assert rk.parse_period("month", "2000-01", today=date(2026, 11, 22)).label == "2000-01"

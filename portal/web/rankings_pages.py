@@ -58,9 +58,9 @@ def parse_slice(params: Mapping[str, Any], level: str = "insurer") -> Slice:
         )
     value = str(params.get("p") or params.get("from") or "")
     if kind == "custom":
-        period = rankings.parse_period(kind, value, str(params.get("to") or ""))
+        period = rankings.parse_period(kind, value, str(params.get("to") or ""), today())
     elif value:
-        period = rankings.parse_period(kind, value)
+        period = rankings.parse_period(kind, value, today=today())
     else:
         period = rankings.current_period(kind, today())
     scope = rankings.parse_scope(

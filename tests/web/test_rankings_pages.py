@@ -104,6 +104,11 @@ def test_htmx_gets_only_the_table(client: TestClient, ranked: World) -> None:
         "stage=payment",
         "channel=fax",
         "view=shiny",
+        "period=year&p=0001",
+        "period=year&p=9999",
+        "period=month&p=0001-01",
+        "period=quarter&p=9999-Q4",
+        "period=custom&p=0001-01-01&to=0001-02-01",
     ],
 )
 def test_bad_slices_get_a_translated_error(client: TestClient, ranked: World, query: str) -> None:
@@ -477,17 +482,19 @@ def test_a_rating_recorded_between_checkpoint_and_build_is_covered_or_not_counte
 
 @pytest.mark.parametrize(
     ("p", "message"),
-    [("2030-Q1", "只能发布已结束的期间"), ("2001-Q1", "没有评价")],
+    [("this month", "只能发布已结束的期间"), ("2001-01", "没有评价")],
 )
 def test_publishing_an_unfinished_or_empty_period_is_refused(
     client: TestClient, engine: Engine, ranked: World, p: str, message: str
 ) -> None:
+    if p == "this month":
+        p = datetime.now(CHINA).strftime("%Y-%m")
     before = _snapshot_count(engine)
     login(client, "reg")
     csrf = csrf_of(client.get(f"/regulator/rankings?{Q2}").text)
     r = client.post(
         "/regulator/rankings/publish",
-        data={"period": "quarter", "p": p, "disclosure": "public", "csrf_token": csrf},
+        data={"period": "month", "p": p, "disclosure": "public", "csrf_token": csrf},
         headers={"origin": BASE, "accept-language": "zh-Hans"},
         follow_redirects=False,
     )
