@@ -237,8 +237,15 @@ def phone_signals(conn: Connection, insurer_id: int) -> int:
     )
 
 
-def _insurer_extras(conn: Connection, entries_: list[Entry], period: Period) -> list[Entry]:
-    policies = policies_in_force(conn, period)
+def policy_figures(s: Slice) -> bool:
+    """Per-10,000 and the complaint index only where policies in force mean something:
+    they are national and unweighted, so the national, all-stage, all-channel plain view."""
+    return s.scope.kind == "national" and not s.stage and not s.channel and not s.recency
+
+
+def _insurer_extras(
+    conn: Connection, entries_: list[Entry], period: Period, policies: dict[int, float]
+) -> list[Entry]:
     flags = counter_flags(conn, period)
     out = []
     for e in entries_:
@@ -265,9 +272,15 @@ def build(conn: Connection, s: Slice, method: Method | None = None) -> Ranking:
     before = rankings.rank(entries(conn, s, method, s.period.previous()), method)
     previous = {r.key: r.rank for r in before.rows}
     current = entries(conn, s, method)
-    if s.level == "insurer":
-        current = _insurer_extras(conn, current, s.period)
-    return rankings.rank(current, method, previous)
+    if s.level != "insurer":
+        return rankings.rank(current, method, previous)
+    policies = policies_in_force(conn, s.period)
+    current = _insurer_extras(conn, current, s.period, policies)
+    if not policy_figures(s):
+        current = [replace(e, policies=None) for e in current]
+        return rankings.rank(current, method, previous)
+    # Every insurer that reported counts in the industry's policies, rated or not.
+    return rankings.rank(current, method, previous, all_policies=sum(policies.values()))
 
 
 TREND_MONTHS = 12

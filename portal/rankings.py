@@ -442,13 +442,18 @@ def rank(
     entries: Sequence[Entry],
     method: Method = Method(),
     previous: Mapping[str, int | None] | None = None,
+    all_policies: float | None = None,
 ) -> Ranking:
-    """Score, grade and rank every entry of one slice (all from the same period)."""
+    """Score, grade and rank every entry of one slice (all from the same period).
+    `all_policies`: the industry's policies in force (every insurer that reported, rated
+    or not); by default the sum over the entries that have policies."""
     industry = total_of(e.tally for e in entries)
     prior = industry.mean
     reported = [e for e in entries if e.policies]
     all_d = sum(e.tally.bottom for e in reported)
-    all_p = sum(float(e.policies or 0) for e in reported)
+    all_p = (
+        all_policies if all_policies is not None else sum(float(e.policies or 0) for e in reported)
+    )
     # Rounded once, here: the rank, the grade, the page and the export all use the score
     # as shown (85.04 and 84.96 both show 85.0: same rank, same grade).
     scores = [

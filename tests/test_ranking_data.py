@@ -45,6 +45,10 @@ def world(engine: Engine) -> World:
             policies_in_force.Report(w.insurer_a, date(2023, m, 1), p)
             for m, p in ((7, 90_000), (8, 100_000), (9, 110_000))
         ] + [policies_in_force.Report(w.insurer_b, date(2023, 8, 1), 300_000)]
+        # TZ reports policies but has no ratings in the quarter: its policies still count
+        # in the industry's total.
+        directory.add_insurer(conn, "TZ", "丙测试保险")
+        reports.append(policies_in_force.Report("TZ", date(2023, 9, 1), 100_000))
         policies_in_force.apply(conn, reports, "test")
     return w
 
@@ -55,17 +59,37 @@ def _build(engine: Engine, s: Slice) -> dict[str, rankings.Ranked]:
 
 
 def test_plain_quarter_with_policies_in_force(engine: Engine, world: World) -> None:
-    rows = _build(engine, Slice(Q3, stage="renewal"))
+    rows = _build(engine, Slice(Q3))
     a, b = rows["TA"], rows["TB"]
     assert (a.n, b.n) == (40, 40)
     assert a.mean[0] == pytest.approx((30 * 100 + 10 * 0) / 40)  # 75
     assert b.mean[0] == pytest.approx(50)
     # A: 10 dissatisfied, average 100,000 policies; B: 0 dissatisfied, 300,000.
     assert a.per_10k == pytest.approx(10 * 10_000 / 100_000)
-    assert a.index == pytest.approx((10 / 10) / (100_000 / 400_000))  # 4.0
+    # Every reporting insurer's policies count (TZ's too): 500,000 in all.
+    assert a.index == pytest.approx((10 / 10) / (100_000 / 500_000))  # 5.0
     assert b.index == pytest.approx(0.0)
     prior = (3000 + 2000) / 80
     assert a.score == round((3000 + 50 * prior) / 90, 1)
+
+
+@pytest.mark.parametrize(
+    "s",
+    [
+        Slice(Q3, stage="renewal"),
+        Slice(Q3, channel="web"),
+        Slice(Q3, scope=rankings.parse_scope("province", "430000")),
+        Slice(Q3, recency=True),
+    ],
+    ids=["stage", "channel", "province", "recency"],
+)
+def test_policy_figures_only_in_the_national_all_stage_all_channel_plain_view(
+    engine: Engine, world: World, s: Slice
+) -> None:
+    """Policies in force are national and unweighted: dividing a province's, a stage's,
+    a channel's or a weighted count by them would be a meaningless figure."""
+    rows = _build(engine, s)
+    assert rows and all(r.per_10k is None and r.index is None for r in rows.values())
 
 
 def test_recency_view_weights_the_end_of_the_quarter(engine: Engine, world: World) -> None:
