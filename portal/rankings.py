@@ -90,17 +90,26 @@ def total_of(tallies: Iterable[Tally]) -> Tally:
     return sum(tallies, Tally())
 
 
-def mean_interval(t: Tally, z: float = Z_95) -> tuple[float, float, float] | None:
+Interval = tuple[float, float | None, float | None]  # (value, low, high); no bounds: none
+
+
+def mean_interval(t: Tally, z: float = Z_95) -> Interval | None:
     """(mean, low, high): the normal 95% interval of the mean score from n, sum, sum of
-    squares. None without ratings; a zero-width interval for a single rating."""
+    squares. None without ratings; no bounds below two (effective) ratings, where no
+    interval can be estimated. With zero sample variance (every rating the same) the
+    normal interval would have zero width: the Wilson interval of mean/100 on the
+    effective count is used instead, as if each rating were a share of full marks."""
     if t.n <= 0:
         return None
     mean = t.total / t.n
     n_eff = t.effective_n
-    if n_eff <= 1:
-        return mean, mean, mean
+    if n_eff < 2:
+        return mean, None, None
     # Weighted population variance, with Bessel's correction on the effective count.
     variance = max(t.sq / t.n - mean * mean, 0.0) * n_eff / (n_eff - 1)
+    if variance <= 1e-9:
+        low, high = wilson_interval(min(max(mean / 100, 0.0), 1.0) * n_eff, n_eff, z)
+        return mean, 100 * low, 100 * high
     half = z * math.sqrt(variance / n_eff)
     return mean, max(mean - half, 0.0), min(mean + half, 100.0)
 
@@ -116,14 +125,15 @@ def wilson_interval(successes: float, n: float, z: float = Z_95) -> tuple[float,
     return low, high
 
 
-def share_interval(count: float, t: Tally, z: float = Z_95) -> tuple[float, float, float] | None:
-    """(share, low, high) in percent, Wilson on the effective count."""
+def share_interval(count: float, t: Tally, z: float = Z_95) -> Interval | None:
+    """(share, low, high) in percent, Wilson on the effective count; no bounds below two
+    (effective) ratings."""
     if t.n <= 0:
         return None
     p = count / t.n
     n_eff = t.effective_n
-    if n_eff < 1:
-        return 100 * p, 0.0, 100.0
+    if n_eff < 2:
+        return 100 * p, None, None
     low, high = wilson_interval(p * n_eff, n_eff, z)
     return 100 * p, 100 * low, 100 * high
 
@@ -378,9 +388,9 @@ class Ranked:
     name: str
     n: float
     effective_n: float
-    mean: tuple[float, float, float] | None
-    satisfied: tuple[float, float, float] | None
-    dissatisfied: tuple[float, float, float] | None
+    mean: Interval | None
+    satisfied: Interval | None
+    dissatisfied: Interval | None
     score: float | None  # Bayesian average rounded to SCORE_PLACES; None when insufficient
     grade: str | None
     rank: int | None
@@ -392,7 +402,7 @@ class Ranked:
     extra: Mapping[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        def three(v: tuple[float, float, float] | None) -> dict[str, float] | None:
+        def three(v: Interval | None) -> dict[str, float | None] | None:
             if v is None:
                 return None
             return dict(zip(("value", "low", "high"), map(_r2, v), strict=True))

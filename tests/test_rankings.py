@@ -59,7 +59,19 @@ def test_mean_interval_from_sums_equals_the_one_from_raw_scores() -> None:
     assert low == pytest.approx(statistics.mean(scores) - half)
     assert high == pytest.approx(statistics.mean(scores) + half)
     assert rk.mean_interval(Tally()) is None
-    assert rk.mean_interval(tally([75])) == (75, 75, 75)
+    assert rk.mean_interval(tally([75])) == (75, None, None)  # one rating: no interval
+
+
+def test_no_zero_width_intervals() -> None:
+    """One rating has no interval; every rating equal (zero variance) gets the Wilson
+    interval of mean/100 on n, not a zero-width one."""
+    assert rk.share_interval(1, tally([100])) == (100.0, None, None)
+    mean, low, high = rk.mean_interval(tally([100] * 40))
+    assert mean == 100 and high == 100 and 80 < low < 100
+    low_w, _ = rk.wilson_interval(40, 40)
+    assert low == pytest.approx(100 * low_w)
+    mean, low, high = rk.mean_interval(tally([50] * 40))
+    assert low < 50 < high
 
 
 def test_bayesian_average_on_a_hand_sized_example() -> None:
