@@ -6,6 +6,7 @@ Every view has a URL (filters are query parameters); htmx swaps only the table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -23,7 +24,7 @@ from portal.models import Insurer
 from portal.ranking_data import Slice
 from portal.ranking_exports import COLUMNS, columns_for, to_csv, to_xlsx
 from portal.ratings import CHINA
-from portal.web.rendering import locale_of, render
+from portal.web.rendering import is_htmx, locale_of, render
 from portal.web.routing import Router
 
 router = Router()
@@ -57,6 +58,8 @@ def parse_slice(params: Mapping[str, Any], level: str = "insurer") -> Slice:
             name="period",
         )
     value = str(params.get("p") or params.get("from") or "")
+    if kind != "custom" and _shape(value) not in (None, kind):
+        value = ""  # the period type changed and p still names the old one: current
     if kind == "custom":
         period = rankings.parse_period(kind, value, str(params.get("to") or ""), today())
     elif value:
@@ -71,6 +74,31 @@ def parse_slice(params: Mapping[str, Any], level: str = "insurer") -> Slice:
     )
     view = ranking_data.check_choice(str(params.get("view") or ""), ("plain", "recent"), "view")
     return Slice(period, scope, stage, channel, recency=view == "recent", level=level)
+
+
+_SHAPES = (
+    ("month", r"\d{4}-\d{2}"),
+    ("quarter", r"\d{4}-?[Qq][1-4]"),
+    ("year", r"\d{4}"),
+    ("custom", r"\d{4}-\d{2}-\d{2}"),
+)
+
+
+def _shape(value: str) -> str | None:
+    """Which period type a value is written as (None: none, so it is an error)."""
+    return next((k for k, rx in _SHAPES if re.fullmatch(rx, value.strip())), None)
+
+
+def _slice_or_refusal(request: Request) -> Slice | Response:
+    """The slice of the query; for htmx a bad one is a fragment saying why, as a 200
+    (htmx leaves 4xx responses unswapped, so the form would fail silently)."""
+    try:
+        return parse_slice(request.query_params)
+    except Invalid as err:
+        if not is_htmx(request):
+            raise
+        message = translate(locale_of(request), err.message, err.params)
+        return render(request, "_partials/_ranking_error.html", {"message": message})
 
 
 def slice_query(s: Slice, **extra: str) -> str:
@@ -127,7 +155,9 @@ def _context(request: Request, s: Slice, data: dict[str, Any]) -> dict[str, Any]
 
 @router.route("/regulator/rankings", roles=("regulator", "admin"))
 async def regulator_rankings(request: Request) -> Response:
-    s = parse_slice(request.query_params)
+    s = _slice_or_refusal(request)
+    if isinstance(s, Response):
+        return s
     data = await request.state.portal.read(_page, s)
     ctx = _context(request, s, data) | {"base": "/regulator/rankings", "level": "insurer"}
     return render(request, "regulator/rankings.html", ctx, block="ranking")
@@ -149,7 +179,9 @@ def _drill(conn: Connection, s: Slice, code: str) -> dict[str, Any]:
 @router.route("/regulator/rankings/insurers/{code}", roles=("regulator", "admin"))
 async def regulator_drill(request: Request) -> Response:
     """One insurer's branches and staff, ranked the same way (regulator only)."""
-    s = parse_slice(request.query_params)
+    s = _slice_or_refusal(request)
+    if isinstance(s, Response):
+        return s
     data = await request.state.portal.read(_drill, s, request.path_params["code"][:16])
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
     return render(request, "regulator/ranking_drill.html", ctx, block="ranking")
@@ -163,7 +195,9 @@ def _own(conn: Connection, s: Slice, insurer_id: int) -> dict[str, Any]:
 @router.route("/insurer/rankings", roles="insurer")
 async def insurer_rankings(request: Request) -> Response:
     """The insurer's own branches and staff (never another insurer's)."""
-    s = parse_slice(request.query_params)
+    s = _slice_or_refusal(request)
+    if isinstance(s, Response):
+        return s
     data = await request.state.portal.read(_own, s, request.state.principal.insurer_id)
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
     return render(request, "insurer/rankings.html", ctx, block="ranking")

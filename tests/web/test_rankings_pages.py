@@ -500,3 +500,20 @@ def test_publishing_an_unfinished_or_empty_period_is_refused(
     )
     assert r.status_code == 422 and message in r.text
     assert _snapshot_count(engine) == before
+
+
+def test_htmx_filters_fall_back_or_say_what_is_wrong(client: TestClient, ranked: World) -> None:
+    """Changing the period type keeps the old p: the current period of the new type is
+    shown. A refused filter comes back to htmx as a 200 fragment naming the problem."""
+    login(client, "reg")
+    hx = {"HX-Request": "true", "accept-language": "zh-Hans"}
+    r = client.get("/regulator/rankings?period=month&p=2024-Q2", headers=hx)
+    assert r.status_code == 200 and 'id="ranking"' in r.text
+    r = client.get("/regulator/rankings?period=year&p=2024-05-01", headers=hx)
+    assert r.status_code == 200 and 'id="ranking"' in r.text
+    r = client.get("/regulator/rankings?period=quarter&p=2024-Q2&scope=province", headers=hx)
+    assert r.status_code == 200 and 'role="alert"' in r.text and 'id="ranking"' in r.text
+    r = client.get("/regulator/rankings/insurers/TA?scope=planet", headers=hx)
+    assert r.status_code == 200 and 'role="alert"' in r.text
+    # Without htmx a bad filter is still a 422 page.
+    assert client.get("/regulator/rankings?scope=province").status_code == 422
