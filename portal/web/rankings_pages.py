@@ -42,6 +42,14 @@ SORTS: dict[str, Any] = {  # natural order of each column; ?dir=desc reverses it
 PARAMS = ("period", "p", "from", "to", "scope", "region", "stage", "channel", "view")
 
 
+def private(response: Response) -> Response:
+    """What a login may see differs (scopes, roles): never in a shared or browser cache."""
+    response.headers["Cache-Control"] = "private, no-store"
+    vary = [v.strip() for v in response.headers.get("Vary", "").split(",") if v.strip()]
+    response.headers["Vary"] = ", ".join([*vary, "Cookie"] if "Cookie" not in vary else vary)
+    return response
+
+
 def today() -> Any:
     return datetime.now(CHINA).date()
 
@@ -98,7 +106,7 @@ def _slice_or_refusal(request: Request) -> Slice | Response:
         if not is_htmx(request):
             raise
         message = translate(locale_of(request), err.message, err.params)
-        return render(request, "_partials/_ranking_error.html", {"message": message})
+        return private(render(request, "_partials/_ranking_error.html", {"message": message}))
 
 
 def slice_query(s: Slice, **extra: str) -> str:
@@ -160,7 +168,7 @@ async def regulator_rankings(request: Request) -> Response:
         return s
     data = await request.state.portal.read(_page, s)
     ctx = _context(request, s, data) | {"base": "/regulator/rankings", "level": "insurer"}
-    return render(request, "regulator/rankings.html", ctx, block="ranking")
+    return private(render(request, "regulator/rankings.html", ctx, block="ranking"))
 
 
 def _drill(conn: Connection, s: Slice, code: str) -> dict[str, Any]:
@@ -184,7 +192,7 @@ async def regulator_drill(request: Request) -> Response:
         return s
     data = await request.state.portal.read(_drill, s, request.path_params["code"][:16])
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
-    return render(request, "regulator/ranking_drill.html", ctx, block="ranking")
+    return private(render(request, "regulator/ranking_drill.html", ctx, block="ranking"))
 
 
 def _own(conn: Connection, s: Slice, insurer_id: int) -> dict[str, Any]:
@@ -200,7 +208,7 @@ async def insurer_rankings(request: Request) -> Response:
         return s
     data = await request.state.portal.read(_own, s, request.state.principal.insurer_id)
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
-    return render(request, "insurer/rankings.html", ctx, block="ranking")
+    return private(render(request, "insurer/rankings.html", ctx, block="ranking"))
 
 
 def _live_meta(data: dict[str, Any], s: Slice) -> dict[str, Any]:
@@ -251,7 +259,7 @@ async def regulator_export(request: Request) -> Response:
     )
     rows = [r.as_json() for r in data["ranking"].rows]
     content = _export(title, _live_meta(data, s), rows, fmt)
-    return _download(content, fmt, f"ranking-{s.period.label}")
+    return private(_download(content, fmt, f"ranking-{s.period.label}"))
 
 
 def _part(request: Request) -> str:
@@ -287,7 +295,7 @@ async def regulator_drill_export(request: Request) -> Response:
     s = parse_slice(request.query_params)
     code = request.path_params["code"][:16]
     data = await request.state.portal.read(_with_checkpoint(_drill), s, code)
-    return await _drill_export(request, s, data)
+    return private(await _drill_export(request, s, data))
 
 
 @router.route("/insurer/rankings/export", roles="insurer")
@@ -295,7 +303,7 @@ async def insurer_export(request: Request) -> Response:
     s = parse_slice(request.query_params)
     insurer_id = request.state.principal.insurer_id
     data = await request.state.portal.read(_with_checkpoint(_own), s, insurer_id)
-    return await _drill_export(request, s, data)
+    return private(await _drill_export(request, s, data))
 
 
 @router.route("/regulator/rankings/publish", roles="regulator", methods=("POST",))
@@ -328,9 +336,8 @@ def _snapshot_id(raw: str) -> int:
 async def published(request: Request) -> Response:
     """Published rankings this visitor may see; the newest one in full."""
     items = await request.state.portal.read(disclosure.snapshots, _scopes(request))
-    return render(
-        request, "public/rankings.html", {"snapshots": items, "shown": items[0] if items else None}
-    )
+    context = {"snapshots": items, "shown": items[0] if items else None}
+    return private(render(request, "public/rankings.html", context))
 
 
 async def _visible(request: Request) -> disclosure.Snapshot:
@@ -342,12 +349,12 @@ async def _visible(request: Request) -> disclosure.Snapshot:
 async def published_one(request: Request) -> Response:
     shown = await _visible(request)
     items = await request.state.portal.read(disclosure.snapshots, _scopes(request))
-    return render(request, "public/rankings.html", {"snapshots": items, "shown": shown})
+    return private(render(request, "public/rankings.html", {"snapshots": items, "shown": shown}))
 
 
 @router.route("/rankings/{snapshot_id}/print", roles="public")
 async def published_print(request: Request) -> Response:
-    return render(request, "public/ranking_print.html", {"shown": await _visible(request)})
+    return private(render(request, "public/ranking_print.html", {"shown": await _visible(request)}))
 
 
 @router.route("/rankings/{snapshot_id}/export", roles="public")
@@ -357,7 +364,7 @@ async def published_export(request: Request) -> Response:
     title = translate(locale_of(request), N_("Insurer ranking %(period)s"), {"period": shown.label})
     meta = shown.as_json(with_rows=False)
     content = _export(title, meta, shown.rows, fmt, columns_for(shown.scope))
-    return _download(content, fmt, f"ranking-{shown.label}-{shown.id}")
+    return private(_download(content, fmt, f"ranking-{shown.label}-{shown.id}"))
 
 
 # -- public API --------------------------------------------------------------------------------

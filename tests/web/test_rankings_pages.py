@@ -517,3 +517,24 @@ def test_htmx_filters_fall_back_or_say_what_is_wrong(client: TestClient, ranked:
     assert r.status_code == 200 and 'role="alert"' in r.text
     # Without htmx a bad filter is still a 422 page.
     assert client.get("/regulator/rankings?scope=province").status_code == 422
+
+
+def test_ranking_pages_and_exports_are_never_cached(client: TestClient, ranked: World) -> None:
+    """What they show depends on who is logged in: private, no-store, Vary: Cookie."""
+    sid = _publish(client, "public")
+    paths = ["/rankings", f"/rankings/{sid}", f"/rankings/{sid}/print",
+             f"/rankings/{sid}/export?format=csv"]  # fmt: skip
+    login(client, "reg")
+    paths += [f"/regulator/rankings?{Q2}", f"/regulator/rankings/export?{Q2}",
+              f"/regulator/rankings/insurers/TA?{Q2}",
+              f"/regulator/rankings/insurers/TA/export?{Q2}"]  # fmt: skip
+    for path in paths:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["cache-control"] == "private, no-store", path
+        assert "Cookie" in r.headers["vary"], path
+    client.cookies.clear()
+    login(client, "ins-a")
+    for path in (f"/insurer/rankings?{Q2}", f"/insurer/rankings/export?{Q2}"):
+        r = client.get(path)
+        assert r.headers["cache-control"] == "private, no-store" and "Cookie" in r.headers["vary"]
