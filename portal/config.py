@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from starlette.config import Config
 from starlette.datastructures import Secret
@@ -31,6 +32,19 @@ class Settings:
     forwarded_allow_ips: str  # proxies trusted for X-Forwarded-For/-Proto (TLS ends there)
     phone_key_path: Path  # secret key for hashing customers' phone numbers (HMAC-SHA256)
     sms_sender: str  # "dev" (log + dev inbox page) or "package.module:Class" of a gateway
+    ranking_prior_weight: float = 50.0  # ratings' worth of the slice mean added (Bayesian)
+    ranking_min_count: int = 30  # fewer ratings in a slice: "insufficient data", no rank
+    ranking_half_life_days: float = 182.5  # recency view: a rating's weight halves per h
+
+    def ranking_method(self) -> Any:
+        """The ranking's method as configured (docs/rankings.md); snapshots record it."""
+        from portal.rankings import Method
+
+        return Method(
+            prior_weight=self.ranking_prior_weight,
+            min_count=self.ranking_min_count,
+            half_life_days=self.ranking_half_life_days,
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -77,7 +91,18 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         forwarded_allow_ips=config("FORWARDED_ALLOW_IPS", default="127.0.0.1"),
         phone_key_path=Path(config("PHONE_KEY_PATH", default=str(ROOT / "var" / "phone-hash.key"))),
         sms_sender=config("SMS_SENDER", default="dev"),
+        ranking_prior_weight=config("RANKING_PRIOR_WEIGHT", cast=float, default=50.0),
+        ranking_min_count=config("RANKING_MIN_COUNT", cast=int, default=30),
+        ranking_half_life_days=config("RANKING_HALF_LIFE_DAYS", cast=float, default=182.5),
     )
+    if (
+        settings.ranking_prior_weight < 0
+        or settings.ranking_min_count < 1
+        or settings.ranking_half_life_days <= 0
+    ):
+        raise RuntimeError(
+            "RANKING_PRIOR_WEIGHT must be >= 0, RANKING_MIN_COUNT >= 1, RANKING_HALF_LIFE_DAYS > 0"
+        )
     if (
         environment == "production"
         and settings.meili_url

@@ -8,7 +8,7 @@ published snapshot; a correction is a new one.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -119,9 +119,7 @@ def publish(
     snapshot transaction that counts only ratings the checkpoint covers. Returns the id."""
     check_scope(scope)
     check_publishable(s.period, today or datetime.now(CHINA).date())
-    method = method or Method(half_life_days=HALF_LIFE_DAYS)
-    if not s.recency:
-        method = replace(method, half_life_days=None)
+    method = method or Method(half_life_days=HALF_LIFE_DAYS)  # build() drops it if plain
     for _ in range(PUBLISH_ATTEMPTS):
         signed = ledger.checkpoint(engine, key)
         with _snapshot_transaction(engine) as conn, conn.begin():

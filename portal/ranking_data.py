@@ -267,7 +267,9 @@ def _insurer_extras(
 def build(conn: Connection, s: Slice, method: Method | None = None) -> Ranking:
     """The ranking of one slice, with rank changes against the previous period."""
     method = method or Method()
-    if s.recency and method.half_life_days is None:
+    if not s.recency:
+        method = replace(method, half_life_days=None)
+    elif method.half_life_days is None:
         method = replace(method, half_life_days=rankings.HALF_LIFE_DAYS)
     before = rankings.rank(entries(conn, s, method, s.period.previous()), method)
     previous = {r.key: r.rank for r in before.rows}

@@ -137,12 +137,16 @@ def sort_rows(ranking: rankings.Ranking, sort: str, descending: bool) -> list[ra
     return sorted(present, key=key, reverse=descending) + missing
 
 
-def _view(conn: Connection, s: Slice) -> dict[str, Any]:
-    return {"ranking": ranking_data.build(conn, s), "checkpoint": ledger.latest(conn)}
+def _method(request: Request) -> rankings.Method:
+    return request.state.portal.settings.ranking_method()
 
 
-def _page(conn: Connection, s: Slice) -> dict[str, Any]:
-    return _view(conn, s) | {"trend": ranking_data.trend(conn, s)}
+def _view(conn: Connection, s: Slice, method: rankings.Method) -> dict[str, Any]:
+    return {"ranking": ranking_data.build(conn, s, method), "checkpoint": ledger.latest(conn)}
+
+
+def _page(conn: Connection, s: Slice, method: rankings.Method) -> dict[str, Any]:
+    return _view(conn, s, method) | {"trend": ranking_data.trend(conn, s)}
 
 
 def _context(request: Request, s: Slice, data: dict[str, Any]) -> dict[str, Any]:
@@ -166,15 +170,15 @@ async def regulator_rankings(request: Request) -> Response:
     s = _slice_or_refusal(request)
     if isinstance(s, Response):
         return s
-    data = await request.state.portal.read(_page, s)
+    data = await request.state.portal.read(_page, s, _method(request))
     ctx = _context(request, s, data) | {"base": "/regulator/rankings", "level": "insurer"}
     return private(render(request, "regulator/rankings.html", ctx, block="ranking"))
 
 
-def _drill(conn: Connection, s: Slice, code: str) -> dict[str, Any]:
+def _drill(conn: Connection, s: Slice, code: str, method: rankings.Method) -> dict[str, Any]:
     iid, code, name = insurer_stats.find_insurer(conn, code)
-    branches = ranking_data.build(conn, replace(s, level="branch", insurer_id=iid))
-    staff = ranking_data.build(conn, replace(s, level="staff", insurer_id=iid))
+    branches = ranking_data.build(conn, replace(s, level="branch", insurer_id=iid), method)
+    staff = ranking_data.build(conn, replace(s, level="staff", insurer_id=iid), method)
     return {
         "insurer": {"code": code, "name": name},
         "branches": branches,
@@ -190,14 +194,16 @@ async def regulator_drill(request: Request) -> Response:
     s = _slice_or_refusal(request)
     if isinstance(s, Response):
         return s
-    data = await request.state.portal.read(_drill, s, request.path_params["code"][:16])
+    data = await request.state.portal.read(
+        _drill, s, request.path_params["code"][:16], _method(request)
+    )
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
     return private(render(request, "regulator/ranking_drill.html", ctx, block="ranking"))
 
 
-def _own(conn: Connection, s: Slice, insurer_id: int) -> dict[str, Any]:
+def _own(conn: Connection, s: Slice, insurer_id: int, method: rankings.Method) -> dict[str, Any]:
     row = conn.execute(select(Insurer.code).where(Insurer.id == insurer_id)).one()
-    return _drill(conn, s, row.code)
+    return _drill(conn, s, row.code, method)
 
 
 @router.route("/insurer/rankings", roles="insurer")
@@ -206,7 +212,9 @@ async def insurer_rankings(request: Request) -> Response:
     s = _slice_or_refusal(request)
     if isinstance(s, Response):
         return s
-    data = await request.state.portal.read(_own, s, request.state.principal.insurer_id)
+    data = await request.state.portal.read(
+        _own, s, request.state.principal.insurer_id, _method(request)
+    )
     ctx = data | {"slice": s, "query": slice_query(s), "base": request.url.path}
     return private(render(request, "insurer/rankings.html", ctx, block="ranking"))
 
@@ -253,7 +261,7 @@ def _export(
 async def regulator_export(request: Request) -> Response:
     s = parse_slice(request.query_params)
     fmt = _format(request)
-    data = await request.state.portal.read(_view, s)
+    data = await request.state.portal.read(_view, s, _method(request))
     title = translate(
         locale_of(request), N_("Insurer ranking %(period)s"), {"period": s.period.label}
     )
@@ -294,7 +302,7 @@ def _with_checkpoint(fn: Any) -> Any:
 async def regulator_drill_export(request: Request) -> Response:
     s = parse_slice(request.query_params)
     code = request.path_params["code"][:16]
-    data = await request.state.portal.read(_with_checkpoint(_drill), s, code)
+    data = await request.state.portal.read(_with_checkpoint(_drill), s, code, _method(request))
     return private(await _drill_export(request, s, data))
 
 
@@ -302,7 +310,7 @@ async def regulator_drill_export(request: Request) -> Response:
 async def insurer_export(request: Request) -> Response:
     s = parse_slice(request.query_params)
     insurer_id = request.state.principal.insurer_id
-    data = await request.state.portal.read(_with_checkpoint(_own), s, insurer_id)
+    data = await request.state.portal.read(_with_checkpoint(_own), s, insurer_id, _method(request))
     return private(await _drill_export(request, s, data))
 
 
@@ -314,7 +322,12 @@ async def publish(request: Request) -> Response:
     scope = disclosure.check_scope(str(form.get("disclosure") or ""))
     portal = request.state.portal
     snapshot_id = await portal.call(
-        disclosure.publish, portal.key, s, scope, request.state.principal.user_id
+        disclosure.publish,
+        portal.key,
+        s,
+        scope,
+        request.state.principal.user_id,
+        portal.settings.ranking_method(),
     )
     return RedirectResponse(f"/rankings/{snapshot_id}", status_code=303)
 

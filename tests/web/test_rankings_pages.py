@@ -538,3 +538,34 @@ def test_ranking_pages_and_exports_are_never_cached(client: TestClient, ranked: 
     for path in (f"/insurer/rankings?{Q2}", f"/insurer/rankings/export?{Q2}"):
         r = client.get(path)
         assert r.headers["cache-control"] == "private, no-store" and "Cookie" in r.headers["vary"]
+
+
+def test_method_parameters_come_from_the_settings(
+    app_settings: Settings, engine: Engine, ranked: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Prior weight, minimum count and half-life are settings; pages use them and each
+    snapshot records the ones it was computed with."""
+    from dataclasses import replace
+
+    from portal.config import load_settings
+    from portal.web.app import create_app
+
+    monkeypatch.setenv("RANKING_MIN_COUNT", "41")
+    monkeypatch.setenv("RANKING_PRIOR_WEIGHT", "10")
+    monkeypatch.setenv("RANKING_HALF_LIFE_DAYS", "30")
+    loaded = load_settings(env_file="/nonexistent")
+    assert loaded.ranking_method().min_count == 41
+    assert loaded.ranking_method().half_life_days == 30
+    custom = replace(app_settings, ranking_min_count=1000, ranking_prior_weight=10.0)
+    with TestClient(create_app(custom), base_url=BASE, client=("10.9.9.9", 50000)) as c:
+        login(c, "reg")
+        rows = _table_rows(c.get(f"/regulator/rankings?{Q2}").text)
+        assert all("不足" in r or "Insufficient" in r for r in rows if " TA " in f" {r} ")
+        sid = _publish(c, "regulator")
+    with engine.connect() as conn:
+        method = json.loads(
+            conn.execute(
+                select(RankingSnapshot.method).where(RankingSnapshot.id == sid)
+            ).scalar_one()
+        )
+    assert method["min_count"] == 1000 and method["prior_weight"] == 10
