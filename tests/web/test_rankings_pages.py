@@ -569,3 +569,21 @@ def test_method_parameters_come_from_the_settings(
             ).scalar_one()
         )
     assert method["min_count"] == 1000 and method["prior_weight"] == 10
+
+
+def test_drill_down_labels(client: TestClient, engine: Engine, ranked: World) -> None:
+    """Ratings without a branch are a named row; the drill-down's median row is the
+    insurer's own; an empty table's row spans its nine columns."""
+    from bs4 import BeautifulSoup
+
+    record_batch(
+        engine, _ratings(ranked, ranked.insurer_a, 4, "2024-07-20", 2, branch=None, staff_no=None)
+    )
+    login(client, "reg")
+    html = client.get("/regulator/rankings/insurers/TA?period=quarter&p=2024-Q3").text
+    rows = _table_rows(html)
+    assert any("总公司 / 未关联分支机构" in r for r in rows)
+    assert any("本公司中位数" in r for r in rows) and not any("行业中位数" in r for r in rows)
+    empty = client.get("/regulator/rankings/insurers/TA?period=month&p=2001-01").text
+    cells = BeautifulSoup(empty, "html.parser").select("table.ranking tbody td.muted")
+    assert cells and all(td["colspan"] == "9" for td in cells)
