@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from portal import disclosure, ranking_data, rankings
+from portal import disclosure, merkle, ranking_data, rankings
+from portal.canonical import rating_leaf_hash
 from portal.models import SNAPSHOT_SCOPES, Branch, Insurer, LedgerEntry, Rating
 from portal.rankings import Entry, Method, Period, Scope, Tally
 from portal.ratings import day_of
@@ -71,11 +72,42 @@ def _entries(
     ]
 
 
+def check_tree(conn: Connection, tree_size: int, root_hash: str | None) -> list[Mismatch]:
+    """The first `tree_size` leaves: each rating still hashes to its leaf, and the leaves
+    give the snapshot's root (portal.canonical and portal.merkle, as the ledger does)."""
+    stmt = (
+        select(
+            LedgerEntry.leaf_index,
+            LedgerEntry.leaf_hash.label("ledger_hash"),
+            LedgerEntry.rating_id.label("entry_rating"),
+            *Rating.__table__.c,
+        )
+        .select_from(LedgerEntry)
+        .outerjoin(Rating, Rating.id == LedgerEntry.rating_id)
+        .where(LedgerEntry.leaf_index < tree_size)
+        .order_by(LedgerEntry.leaf_index)
+    )
+    out, leaves = [], []
+    for r in conn.execute(stmt):
+        leaves.append(bytes.fromhex(r.ledger_hash))
+        got = None if r.id is None else rating_leaf_hash(r._mapping)
+        if got != r.ledger_hash:
+            out.append(Mismatch(str(r.entry_rating), "leaf_hash", r.ledger_hash, got))
+    if len(leaves) != tree_size:
+        return [*out, Mismatch("-", "tree_size", tree_size, len(leaves))]
+    root = merkle.root(leaves).hex()
+    if root != root_hash:
+        out.append(Mismatch("-", "root_hash", root_hash, root))
+    return out
+
+
 def rederive(conn: Connection, snapshot_id: int) -> list[Mismatch]:
-    """Differences between a snapshot and its re-derivation (empty: they agree)."""
+    """Differences between a snapshot and its re-derivation (empty: they agree): the
+    checkpoint's leaves and root first, then every compared figure."""
     snap = disclosure.snapshot(conn, snapshot_id, list(SNAPSHOT_SCOPES))
     if snap.tree_size is None:
         return [Mismatch("-", "tree_size", None, "a checkpoint")]
+    tree = check_tree(conn, snap.tree_size, snap.root_hash)
     s = snap.body["slice"]
     period = Period(snap.period_kind, snap.period_start, snap.period_end)
     scope = Scope(s["scope"], snap.region)
@@ -93,7 +125,9 @@ def rederive(conn: Connection, snapshot_id: int) -> list[Mismatch]:
     # rating figures are compared.
     got = {r["key"]: r for r in disclosure.ranking_body(derived, _slice(snap), snap.scope)["rows"]}
     want = {r["key"]: r for r in snap.rows}
-    out = [Mismatch(k, "present", k in want, k in got) for k in sorted(want.keys() ^ got.keys())]
+    out = tree + [
+        Mismatch(k, "present", k in want, k in got) for k in sorted(want.keys() ^ got.keys())
+    ]
     for k in sorted(want.keys() & got.keys()):
         out += [Mismatch(k, f, want[k][f], got[k][f]) for f in COMPARED if want[k][f] != got[k][f]]
     return out

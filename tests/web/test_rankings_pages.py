@@ -336,6 +336,15 @@ def test_a_snapshot_re_derives_from_the_ledger(
         problems = ranking_audit.rederive(conn, fid)
     assert [p.field for p in problems] == ["count"]
 
+    # A root that the first tree_size leaves do not give is named too.
+    forged["body"], forged["root_hash"] = row.body, "00" * 32
+    with engine.begin() as conn:
+        rid = conn.execute(
+            RankingSnapshot.__table__.insert().returning(RankingSnapshot.__table__.c.id), forged
+        ).scalar_one()
+    with reading(engine) as conn:
+        assert [p.field for p in ranking_audit.rederive(conn, rid)] == ["root_hash"]
+
 
 def test_sorting_by_a_column(client: TestClient, ranked: World) -> None:
     login(client, "reg")
