@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from moderation.screening import screen
+from moderation.abuse import find_abuse
 from portal import audit
 from portal.canonical import utc
 from portal.errors import Conflict, Invalid, NotFound
@@ -25,6 +25,12 @@ from portal.models import Insurer, Rating, RatingText, ScreeningFlag
 
 OUTCOMES = ("kept", "takedown")
 FLAG = ScreeningFlag
+
+
+def abuse_terms(text: str) -> list[str]:
+    """The abuse list terms in `text`, each once: `screen(text).abuse` without the
+    personal-data masking, which flagging does not need (it took 3/4 of the time)."""
+    return list(dict.fromkeys(hit.term for hit in find_abuse(text))) if text else []
 
 
 def flag_texts(
@@ -36,7 +42,7 @@ def flag_texts(
         {"rating_id": rid, "reply_id": reply_id, "terms": json.dumps(hits, ensure_ascii=False),
          "text": text, "flagged_at": at}
         for rid, text, reply_id in texts
-        if (hits := list(screen(text).abuse))
+        if (hits := abuse_terms(text))
     ]  # fmt: skip
     if rows:
         conn.execute(FLAG.__table__.insert(), rows)

@@ -297,6 +297,29 @@ class LedgerEntry(SQLModel, table=True):
     sequenced_at: datetime = tz_field(now=True)
 
 
+class LedgerQueue(SQLModel, table=True):
+    """Every rating, queued for the checkpointer in the rating's own transaction.
+
+    The checkpointer reads the open rows (a partial index keeps that O(pending), not
+    O(all ratings)) and stamps `sequenced_at` when it appends them to the ledger. The
+    app may not delete rows; `portal verify` names a rating that is neither sequenced
+    nor open here (someone stamped it without sequencing it)."""
+
+    __tablename__ = "ledger_queue"
+    __table_args__ = (
+        Index(
+            "ix_ledger_queue_open",
+            "recorded_at",
+            "rating_id",
+            sqlite_where=text("sequenced_at IS NULL"),
+            postgresql_where=text("sequenced_at IS NULL"),
+        ),
+    )
+    rating_id: str = Field(primary_key=True, foreign_key="ratings.id", max_length=32)
+    recorded_at: datetime = tz_field()  # the rating's: leaves go in (recorded_at, id) order
+    sequenced_at: datetime | None = tz_field(nullable=True)
+
+
 class Checkpoint(SQLModel, table=True):
     __tablename__ = "checkpoints"
     tree_size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))

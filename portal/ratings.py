@@ -7,29 +7,42 @@ is returned only after that transaction commits (design.md invariants 1-6).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from moderation.flags import flag_texts
 from portal import rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
-from portal.models import CHANNELS, STAGES, Branch, Insurer, Outbox, Rating, RatingText, Staff
+from portal.models import (
+    CHANNELS,
+    STAGES,
+    Branch,
+    Insurer,
+    LedgerQueue,
+    Outbox,
+    Rating,
+    RatingText,
+    Staff,
+)
 
 MAX_TEXT = 2000
 CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
 SCALES = {"counter": (3,), "phone": (3, 5), "web": (5,)}
 ALLOWED_CONTROLS = {"\n", "\t"}
 EARLIEST_YEAR = 2000  # also keeps the canonical "YYYY-..." timestamps four digits long
+LOOKUP_CHUNK = 500  # idempotency keys per IN (...): below every bound-parameter limit
 
 
 @dataclass(frozen=True)
@@ -172,27 +185,45 @@ def check_idempotency_key(key: str) -> str:
     return key
 
 
+_FIELDS = tuple(f.name for f in fields(RatingIn))
+
+
 def fingerprint(r: RatingIn, text: str | None, occurred: datetime) -> str:
-    body = asdict(r) | {"text": text, "occurred_at": timestamp(occurred)}
+    # The fields by name: what dataclasses.asdict gives for these flat values, without
+    # its deep copies (a fifth of the bulk path's time).
+    body = {f: getattr(r, f) for f in _FIELDS} | {"text": text, "occurred_at": timestamp(occurred)}
     body.pop("idempotency_key")
     raw = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-class _Subjects:
-    """Resolves insurer/branch/staff codes to rows, cached for one batch."""
+_INSURER = select(Insurer.id).where(Insurer.code == bindparam("code"))
+_BRANCH = select(Branch.id).where(
+    Branch.insurer_id == bindparam("iid"), Branch.code == bindparam("code")
+)
+_STAFF = select(Staff.id, Staff.branch_id).where(
+    Staff.insurer_id == bindparam("iid"), Staff.staff_no == bindparam("no"), Staff.active
+)
+
+
+class Subjects:
+    """Resolves insurer/branch/staff codes to rows, cached for one batch (or, in a bulk
+    load, for all of them: see record_many)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.cache: dict[tuple[Any, ...], Any] = {}
 
-    def _one(self, key: tuple[Any, ...], stmt: Any) -> Any:
-        if key not in self.cache:
-            self.cache[key] = self.conn.execute(stmt).first()
-        return self.cache[key]
+    def _one(self, key: tuple[Any, ...], stmt: Any, **params: Any) -> Any:
+        # Statements are built once (module level): only a cache miss touches SQL.
+        try:
+            return self.cache[key]
+        except KeyError:
+            found = self.cache[key] = self.conn.execute(stmt, params).first()
+            return found
 
     def resolve(self, r: RatingIn) -> tuple[int, int | None, int | None]:
-        ins = self._one(("i", r.insurer), select(Insurer.id).where(Insurer.code == r.insurer))
+        ins = self._one(("i", r.insurer), _INSURER, code=r.insurer)
         if ins is None:
             raise Invalid(
                 "Unknown insurer “%(value)s”.",
@@ -202,10 +233,7 @@ class _Subjects:
             )
         branch_id = staff_id = None
         if r.branch is not None:
-            row = self._one(
-                ("b", ins.id, r.branch),
-                select(Branch.id).where(Branch.insurer_id == ins.id, Branch.code == r.branch),
-            )
+            row = self._one(("b", ins.id, r.branch), _BRANCH, iid=ins.id, code=r.branch)
             if row is None:
                 raise Invalid(
                     "Insurer %(insurer)s has no branch “%(value)s”.",
@@ -216,12 +244,7 @@ class _Subjects:
                 )
             branch_id = row.id
         if r.staff_no is not None:
-            row = self._one(
-                ("s", ins.id, r.staff_no),
-                select(Staff.id, Staff.branch_id).where(
-                    Staff.insurer_id == ins.id, Staff.staff_no == r.staff_no, Staff.active
-                ),
-            )
+            row = self._one(("s", ins.id, r.staff_no), _STAFF, iid=ins.id, no=r.staff_no)
             if row is None:
                 raise Invalid(
                     "Insurer %(insurer)s has no staff member with number “%(staff_no)s”.",
@@ -247,14 +270,64 @@ class _Subjects:
             )
 
 
-def _existing(conn: Connection, r: RatingIn, fp: str) -> Receipt | None:
-    row = conn.execute(
-        select(Rating.id, Rating.leaf_hash, Rating.recorded_at, Rating.fingerprint).where(
-            Rating.source == r.source, Rating.idempotency_key == r.idempotency_key
+_FOUND = (
+    Rating.id,
+    Rating.leaf_hash,
+    Rating.recorded_at,
+    Rating.fingerprint,
+    Rating.source,
+    Rating.idempotency_key,
+)
+
+
+@functools.lru_cache(maxsize=32)
+def _lookup(n: int) -> Any:
+    """The statement for n keys, built once per n. Plain SQL: SQLAlchemy compiles a
+    values() construct anew on every execution (0.2 s for 500 keys, a third of the
+    bulk path's time), while a text() statement's compiled form is cached."""
+    if n == 1:
+        return select(*_FOUND).where(
+            Rating.source == bindparam("s0"), Rating.idempotency_key == bindparam("k0")
         )
-    ).first()
-    if row is None:
-        return None
+    rows = ", ".join(f"(:s{i}, :k{i})" for i in range(n))
+    names = ", ".join(f"r.{c.key}" for c in _FOUND)
+    sql = (
+        f"WITH wanted (s, k) AS (VALUES {rows}) SELECT {names} FROM wanted "
+        "JOIN ratings r ON r.source = wanted.s AND r.idempotency_key = wanted.k"
+    )
+    return text(sql).columns(*_FOUND)
+
+
+def _existing_many(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """Stored ratings by (source, idempotency key), LOOKUP_CHUNK keys per query.
+
+    Many keys are joined from a VALUES list, which both databases answer with one index
+    probe per key (SQLite 3.40 scans the table for a row-value IN list instead)."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[tuple[str, str], Any] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        params = {}
+        for i, (source, key) in enumerate(chunk):
+            params[f"s{i}"], params[f"k{i}"] = source, key
+        stmt = _lookup(len(chunk))
+        for row in conn.execute(stmt, params):
+            found[(row.source, row.idempotency_key)] = row
+    return found
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What a replay needs of a rating stored earlier in the same batch."""
+
+    id: str
+    leaf_hash: str
+    recorded_at: datetime
+    fingerprint: str
+
+
+def _replay(row: Any, fp: str) -> Receipt:
+    """The receipt of an already stored rating, if this request is the same one."""
     if row.fingerprint != fp:
         raise Conflict(
             "This idempotency key was already used for a different rating.",
@@ -266,7 +339,7 @@ def _existing(conn: Connection, r: RatingIn, fp: str) -> Receipt | None:
 
 def _build(
     r: RatingIn,
-    subjects: _Subjects,
+    subjects: Subjects,
     text: str | None,
     occurred: datetime,
     fp: str,
@@ -350,36 +423,100 @@ def _record_batch(
     recorded_at: Callable[[RatingIn], datetime] | None,
     within: Within | None,
 ) -> list[Receipt]:
+    with engine.begin() as conn:
+        return record_many(conn, ratings, skew=skew, recorded_at=recorded_at, within=within)
+
+
+Timings = dict[str, float]
+
+
+def record_many(
+    conn: Connection,
+    ratings: Sequence[RatingIn],
+    *,
+    skew: int = 120,
+    recorded_at: Callable[[RatingIn], datetime] | None = None,
+    within: Within | None = None,
+    subjects: Subjects | None = None,
+    timings: Timings | None = None,
+) -> list[Receipt]:
+    """Store many ratings in the caller's transaction: what record() does, batched.
+
+    record() and record_batch() are this function on a transaction of their own, so a
+    bulk load (bench/scale.py) goes through the very same validation, normalisation,
+    hashing, rollups, outbox and ledger queue; only the database round trips are
+    shared by the batch (one idempotency lookup per source, one executemany per table).
+    Raises the error record() would raise for the first bad rating, in order; the
+    caller's transaction must then be rolled back. A key repeated within the batch is
+    a replay of its first use, as if the ratings had been recorded one by one.
+    `subjects` may be kept across batches (insurer/branch/staff codes -> ids);
+    `timings`, when given, accumulates seconds per phase.
+    """
+    clock = time.perf_counter
+    t0 = clock()
     now = datetime.now(UTC)
+    if subjects is None:
+        subjects = Subjects(conn)
+    subjects.conn = conn
+    checked: list[tuple[str | None, datetime, str] | Invalid] = []
+    for r in ratings:
+        try:
+            text, occurred = validate(r, now, skew)
+        except Invalid as err:  # raised below, in order, as record() would
+            checked.append(err)
+            continue
+        checked.append((text, occurred, fingerprint(r, text, occurred)))
+    stored = _existing_many(
+        conn,
+        [(r.source, r.idempotency_key) for r, c in zip(ratings, checked, strict=True)
+         if not isinstance(c, Invalid)],
+    )  # fmt: skip
     receipts: list[Receipt] = []
     rows: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
-    with engine.begin() as conn:
-        subjects = _Subjects(conn)
-        for r in ratings:
-            text, occurred = validate(r, now, skew)
-            fp = fingerprint(r, text, occurred)
-            done = _existing(conn, r, fp)
-            if done is not None:
-                receipts.append(done)
-                continue
-            recorded = utc(recorded_at(r)) if recorded_at else now
-            row, text_row = _build(r, subjects, text, occurred, fp, recorded)
-            rows.append(row)
-            texts.extend([text_row] if text_row else [])
-            receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
-        if rows:
-            conn.execute(Rating.__table__.insert(), rows)
-            if texts:
-                conn.execute(RatingText.__table__.insert(), texts)
-                flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
-            rollups.add(conn, rows, day_of)
-            conn.execute(
-                Outbox.__table__.insert(),
-                [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
-            )
-            for row in rows if within else ():
-                within(conn, row)
+    fresh: dict[tuple[str, str], _Stored] = {}
+    for r, c in zip(ratings, checked, strict=True):
+        if isinstance(c, Invalid):
+            raise c
+        text, occurred, fp = c
+        ident = (r.source, r.idempotency_key)
+        if ident in stored:
+            receipts.append(_replay(stored[ident], fp))
+            continue
+        if ident in fresh:  # the same key earlier in this batch: as if already stored
+            receipts.append(_replay(fresh[ident], fp))
+            continue
+        recorded = utc(recorded_at(r)) if recorded_at else now
+        row, text_row = _build(r, subjects, text, occurred, fp, recorded)
+        rows.append(row)
+        texts.extend([text_row] if text_row else [])
+        fresh[ident] = _Stored(row["id"], row["leaf_hash"], recorded, fp)
+        receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
+    t1 = clock()
+    if rows:
+        conn.execute(Rating.__table__.insert(), rows)
+        if texts:
+            conn.execute(RatingText.__table__.insert(), texts)
+            flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
+        t2 = clock()
+        rollups.add(conn, rows, day_of)
+        t3 = clock()
+        conn.execute(
+            Outbox.__table__.insert(),
+            [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
+        )
+        conn.execute(
+            LedgerQueue.__table__.insert(),
+            [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows],
+        )
+        for row in rows if within else ():
+            within(conn, row)
+        if timings is not None:
+            t4 = clock()
+            for phase, seconds in (
+                ("prepare", t1 - t0), ("insert", t2 - t1), ("rollups", t3 - t2), ("queues", t4 - t3)
+            ):  # fmt: skip
+                timings[phase] = timings.get(phase, 0.0) + seconds
     return receipts
 
 
