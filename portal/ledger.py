@@ -21,7 +21,17 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Engine,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    update,
+)
 
 from portal import merkle
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
@@ -151,57 +161,60 @@ def _previous(conn: Connection, key: LedgerKey) -> tuple[int, list[bytes]]:
 
 
 QUEUE = LedgerQueue.__table__.c  # type: ignore[attr-defined]
-STAMP_CHUNK = 500  # rating ids per UPDATE ... IN (...)
+ENTRIES = LedgerEntry.__table__.c  # type: ignore[attr-defined]
 
 
-def _pending(conn: Connection, limit: int) -> list[Any]:
-    """The next queued ratings in (recorded_at, id) order: reads the open part of the
-    queue through its partial index, never the whole ratings table."""
-    return list(
-        conn.execute(
-            select(Rating.id, Rating.leaf_hash)
-            .select_from(LedgerQueue)
-            .join(Rating, Rating.id == QUEUE.rating_id)
-            .where(QUEUE.sequenced_at.is_(None))
-            .order_by(QUEUE.recorded_at, QUEUE.rating_id)
-            .limit(limit)
-        )
+def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[bytes]:
+    """Append the next `limit` queued ratings as leaves size, size + 1, ...; their hashes.
+
+    All in SQL: the queue's open part is read through its partial index in leaf order
+    (recorded_at, id), numbered by row_number() and inserted in one statement, then
+    stamped in one more; Python only reads back the new leaf hashes for the frontier."""
+    # LIMIT first, then number: a window over the whole open queue would sort all of it
+    # for every batch (quadratic when millions are pending, as after a bulk load).
+    nxt = (
+        select(QUEUE.rating_id, QUEUE.recorded_at)
+        .where(QUEUE.sequenced_at.is_(None))
+        .order_by(QUEUE.recorded_at, QUEUE.rating_id)
+        .limit(limit)
+        .subquery()
     )
+    picked = select(
+        (size - 1 + func.row_number().over(order_by=[nxt.c.recorded_at, nxt.c.rating_id])).label(
+            "leaf_index"
+        ),
+        Rating.id,
+        Rating.leaf_hash,
+        literal(now, DateTime(timezone=True)).label("sequenced_at"),
+    ).join_from(nxt, Rating, Rating.id == nxt.c.rating_id)
+    columns = ["leaf_index", "rating_id", "leaf_hash", "sequenced_at"]
+    added = conn.execute(insert(LedgerEntry).from_select(columns, picked)).rowcount
+    if not added:
+        return []
+    new = select(ENTRIES.rating_id).where(ENTRIES.leaf_index >= size)
+    conn.execute(
+        update(LedgerQueue)
+        .where(QUEUE.rating_id.in_(new), QUEUE.sequenced_at.is_(None))
+        .values(sequenced_at=now)
+    )
+    hashes = conn.execute(
+        select(ENTRIES.leaf_hash).where(ENTRIES.leaf_index >= size).order_by(ENTRIES.leaf_index)
+    ).scalars()
+    return [bytes.fromhex(h) for h in hashes]
 
 
-def _stamp(conn: Connection, rating_ids: list[str], at: datetime) -> None:
-    for start in range(0, len(rating_ids), STAMP_CHUNK):
-        chunk = rating_ids[start : start + STAMP_CHUNK]
-        conn.execute(
-            update(LedgerQueue)
-            .where(QUEUE.rating_id.in_(chunk), QUEUE.sequenced_at.is_(None))
-            .values(sequenced_at=at)
-        )
+def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 50_000) -> Any | None:
+    """Sequence every pending rating and sign the new tree. None when nothing was pending.
 
-
-def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 20_000) -> Any | None:
-    """Sequence every pending rating and sign the new tree. None when nothing was pending."""
+    The tree is extended from the last checkpoint's stored frontier (its right-edge
+    subtree roots): a checkpoint hashes only the new leaves, never the whole tree."""
     with engine.begin() as conn:
         _lock(conn)
         size, frontier = _previous(conn, key)
         start = size
-        while rows := _pending(conn, batch):
-            now = datetime.now(UTC)
-            entries = [
-                {
-                    "leaf_index": size + i,
-                    "rating_id": r.id,
-                    "leaf_hash": r.leaf_hash,
-                    "sequenced_at": now,
-                }
-                for i, r in enumerate(rows)
-            ]
-            conn.execute(LedgerEntry.__table__.insert(), entries)
-            _stamp(conn, [r.id for r in rows], now)
-            frontier = merkle.frontier_extend(
-                frontier, size, [bytes.fromhex(r.leaf_hash) for r in rows]
-            )
-            size += len(rows)
+        while leaves := _sequence(conn, size, batch, datetime.now(UTC)):
+            frontier = merkle.frontier_extend(frontier, size, leaves)
+            size += len(leaves)
         if size == start:
             return None
         root = merkle.frontier_root(frontier)

@@ -264,3 +264,63 @@ def _leaf_hashes(engine: Engine) -> list[bytes]:
             bytes.fromhex(h)
             for (h,) in conn.execute(select(LedgerEntry.leaf_hash).order_by(LedgerEntry.leaf_index))
         ]
+
+
+def test_a_rating_stamped_without_a_ledger_entry_is_named_by_verify(
+    scratch_settings: Settings,
+) -> None:
+    """The app role may stamp queue rows (UPDATE), so it could hide a rating from the
+    checkpointer; verify names such a rating."""
+    engine = make_engine(scratch_settings.runtime_database_url)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
+    world = make_world(engine)
+    record(engine, rating_in(world))
+    ledger.checkpoint(engine, key)
+    hidden = record(engine, rating_in(world)).id
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE ledger_queue SET sequenced_at = recorded_at WHERE rating_id = :id"),
+            {"id": hidden},
+        )
+    assert ledger.checkpoint(engine, key) is None  # the checkpointer no longer sees it
+    problems = ledger.verify(engine, key.private.public_key(), key.origin)
+    assert [p.rating_id for p in problems] == [hidden]
+    assert "no ledger entry" in str(problems[0])
+    engine.dispose()
+
+
+def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.LedgerKey) -> None:
+    """Leaf order is (recorded_at, id) across batches, and a second checkpoint extends
+    the first one's frontier to the root of all leaves."""
+    world = make_world(engine)
+    ledger.checkpoint(engine, key)
+    start = len(_leaf_hashes(engine))
+    for _ in range(7):
+        record(engine, rating_in(world))
+    first = ledger.checkpoint(engine, key, batch=3)  # three INSERT ... SELECT batches
+    for _ in range(5):
+        record(engine, rating_in(world))
+    second = ledger.checkpoint(engine, key, batch=2)
+    leaves = _leaf_hashes(engine)
+    assert second.tree_size == len(leaves) == first.tree_size + 5
+    assert second.root_hash == merkle.root(leaves).hex()
+    with engine.connect() as conn:
+        order = (
+            conn.execute(
+                text(
+                    "SELECT e.leaf_index FROM ledger_entries e "
+                    "JOIN ratings r ON r.id = e.rating_id "
+                    "WHERE e.leaf_index >= :start ORDER BY r.recorded_at, r.id"
+                ),
+                {"start": start},
+            )
+            .scalars()
+            .all()
+        )
+        open_rows = conn.execute(
+            text("SELECT count(*) FROM ledger_queue WHERE sequenced_at IS NULL")
+        ).scalar_one()
+    assert order == sorted(order)
+    assert open_rows == 0

@@ -77,3 +77,17 @@ def test_screened_is_frozen() -> None:
     result = screen("hello")
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.shown = "x"  # type: ignore[misc]
+
+
+def test_flagging_finds_exactly_the_terms_screen_finds() -> None:
+    """flag_texts skips the masking it does not need; the terms must be screen()'s."""
+    import random
+
+    from moderation.flags import abuse_terms
+    from portal.demo_data import review_text
+
+    rng = random.Random(3)
+    texts = [c[0] for c in CASES] + ["fuck@example.com 和 bitch", f"傻 逼客服！电话 {PHONE}"]
+    texts += [review_text(rng, "claim", rng.randint(1, 5)) for _ in range(200)]
+    for text in texts:
+        assert tuple(abuse_terms(text)) == screen(text).abuse
