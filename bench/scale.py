@@ -47,6 +47,7 @@ from portal.search.meili import MeiliIndex
 from portal.search.sql import SqlIndex
 
 MONTHS = 24
+INSURERS = 40
 STAGES = ("issuance", "renewal", "claim")
 CHANNELS = (("counter", 0.40), ("phone", 0.35), ("web", 0.25))
 STAGE_WEIGHTS = {
@@ -102,7 +103,7 @@ class _World:
 def _world(rng: random.Random) -> _World:
     cities = list(CITIES)
     insurers = []
-    for i in range(40):
+    for i in range(INSURERS):
         code = f"I{i + 1:02d}"
         kind = "property" if i % 2 == 0 else "life"
         a, b = rng.sample(range(len(_SYLLABLES)), 2)

@@ -368,3 +368,34 @@ def reply_stats(
         float(statistics.median(days)) if days else None,
         sum(1 for _, changed in rows if changed),
     )
+
+
+def reply_stats_many(
+    conn: Connection,
+    insurer_ids: list[int],
+    count_reviews: Callable[[Connection, list[int]], dict[int, int]],
+) -> dict[int, ReplyStats]:
+    """reply_stats of each insurer, in two queries for all of them."""
+    stmt = (
+        select(Reply.insurer_id, Reply.working_days, Reply.change_made.is_not(None))
+        .join(RatingText, RatingText.rating_id == Reply.rating_id)
+        .where(Reply.insurer_id.in_(insurer_ids), Reply.author == "insurer")
+    )
+    rows: dict[int, list[Any]] = defaultdict(list)
+    for iid, days, changed in conn.execute(stmt):
+        rows[int(iid)].append((days, changed))
+    reviews = count_reviews(conn, sorted(rows)) if rows else {}
+    out = {}
+    for iid in insurer_ids:
+        mine = rows.get(iid)
+        if not mine:
+            out[iid] = ReplyStats(0, 0, None)
+            continue
+        days = [d for d, _ in mine if d is not None]
+        out[iid] = ReplyStats(
+            len(mine),
+            max(reviews.get(iid, 0), len(mine)),
+            float(statistics.median(days)) if days else None,
+            sum(1 for _, changed in mine if changed),
+        )
+    return out

@@ -7,13 +7,14 @@ and channel flags are read from their own tables, as the insurer pages read them
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, case, func, select
 
 from portal import insurer_stats, phone_reports, rankings, reviews
 from portal.errors import Invalid
@@ -106,9 +107,18 @@ def _weight(s: Slice, method: Method, period: Period, day: date | None) -> float
     return rankings.recency_weight((period.end - day).days, method.half_life_days or 182.5)
 
 
+# Branches by connection: one page reads them once, not once per period it computes
+# (14 times for a ranking and its trend). Each read opens its own Connection, so a new
+# branch is seen by the next page.
+_BRANCHES: weakref.WeakKeyDictionary[Connection, dict[int, Any]] = weakref.WeakKeyDictionary()
+
+
 def _branches(conn: Connection) -> dict[int, Any]:
-    stmt = select(Branch.id, Branch.insurer_id, Branch.code, Branch.name, Branch.region)
-    return {r.id: r for r in conn.execute(stmt)}
+    found = _BRANCHES.get(conn)
+    if found is None:
+        stmt = select(Branch.id, Branch.insurer_id, Branch.code, Branch.name, Branch.region)
+        found = _BRANCHES[conn] = {r.id: r for r in conn.execute(stmt)}
+    return found
 
 
 def _daily_tallies(
@@ -119,6 +129,9 @@ def _daily_tallies(
     stmt = _filtered(select(*keys, *_measures(DAILY)).where(DAILY.verified), DAILY, s, period)
     if s.insurer_id is not None:
         stmt = stmt.where(DAILY.insurer_id == s.insurer_id)
+    # Narrowed in SQL (a province's branches are a thirtieth of the rows to read and
+    # add up) and checked again below with Scope.contains.
+    stmt = _scoped(stmt, s)
     branches = _branches(conn)
     out: dict[tuple[int, int], dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     for row in conn.execute(stmt.group_by(*keys)):
@@ -247,18 +260,21 @@ def _insurer_extras(
     conn: Connection, entries_: list[Entry], period: Period, policies: dict[int, float]
 ) -> list[Entry]:
     flags = counter_flags(conn, period)
+    ids = [int(e.extra["_id"]) for e in entries_]
+    # One query per figure for all insurers, not one per insurer (40 insurers made the
+    # page ~120 small queries: most of its time, whatever the number of ratings).
+    stats = insurer_stats.reply_stats_many(conn, ids, reviews.count_reviews_by_insurer)
+    signals = phone_reports.signal_counts(conn, ids)
     out = []
-    for e in entries_:
-        iid = int(e.extra["_id"])
-        stats = insurer_stats.reply_stats(conn, iid, reviews.count_reviews)
+    for e, iid in zip(entries_, ids, strict=True):
         extra = {
             **e.extra,
             "policies_in_force": policies.get(iid),
-            "reply_rate": stats.rate,
-            "reply_days": stats.median_days,
-            "change_share": stats.change_share,
+            "reply_rate": stats[iid].rate,
+            "reply_days": stats[iid].median_days,
+            "change_share": stats[iid].change_share,
             "counter_flags": flags.get(iid, 0),
-            "phone_signals": phone_signals(conn, iid),
+            "phone_signals": signals[iid],
         }
         out.append(replace(e, policies=policies.get(iid), extra=extra))
     return out
@@ -289,14 +305,52 @@ TREND_MONTHS = 12
 TREND_INSURERS = 8
 
 
+def _scoped(stmt: Select[Any], s: Slice) -> Select[Any]:
+    """Only rollup rows of branches in the slice's scope (none for national)."""
+    if s.scope.kind == "national":
+        return stmt
+    # The same prefix test as Scope.contains; rows without a branch are never in it.
+    prefix = s.scope.region[:2] if s.scope.kind == "province" else s.scope.region[:4]
+    local = select(Branch.id).where(Branch.region.startswith(prefix, autoescape=True))
+    return stmt.where(DAILY.branch_id.in_(local))
+
+
+def _monthly_insurers(conn: Connection, s: Slice, periods: list[Period]) -> list[dict[str, Entry]]:
+    """What `entries(conn, s, Method(), p)` gives for each month p (plain, insurer
+    level), keyed by insurer code, in ONE query: the month is a CASE over the day."""
+    month = case(*((DAILY.day <= p.end, i) for i, p in enumerate(periods)))
+    span = Period("custom", periods[0].start, periods[-1].end)
+    stmt = _filtered(
+        select(month.label("m"), DAILY.insurer_id, DAILY.channel, *_measures(DAILY)).where(
+            DAILY.verified
+        ),
+        DAILY,
+        s,
+        span,
+    )
+    stmt = _scoped(stmt, s).group_by(month, DAILY.insurer_id, DAILY.channel)
+    tallies: list[dict[int, dict[str, Tally]]] = [
+        defaultdict(lambda: defaultdict(Tally)) for _ in periods
+    ]
+    for m, iid, channel, *measures in conn.execute(stmt):
+        tallies[int(m)][iid][channel] += Tally.of(*measures)
+    names = {r.id: r for r in conn.execute(select(Insurer.id, Insurer.code, Insurer.name))}
+    return [
+        {
+            names[iid].code: _entry(names[iid].code, names[iid].name, channels, extra={"_id": iid})
+            for iid, channels in month_tallies.items()
+        }
+        for month_tallies in tallies
+    ]
+
+
 def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, Any]:
     """Monthly mean score per insurer over the `months` months ending with the slice's
     period, in the slice's scope, stage and channel (the busiest insurers only)."""
     last = s.period.end.replace(day=1)
     periods = [rankings.month_period(last, k - months + 1) for k in range(months)]
     plain = replace(s, recency=False, level="insurer", insurer_id=None)
-    method = Method()
-    by_month = [{e.key: e for e in entries(conn, plain, method, p)} for p in periods]
+    by_month = _monthly_insurers(conn, plain, periods)
     totals: dict[str, float] = defaultdict(float)
     names: dict[str, str] = {}
     for month in by_month:

@@ -372,6 +372,18 @@ def count_reviews(conn: Connection, insurer_id: int) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+def count_reviews_by_insurer(conn: Connection, insurer_ids: list[int]) -> dict[int, int]:
+    """count_reviews of several insurers in one query."""
+    stmt = (
+        select(R.insurer_id, func.count())
+        .select_from(RATINGS)
+        .join(TEXTS, T.rating_id == R.id)
+        .where(R.insurer_id.in_(insurer_ids))
+        .group_by(R.insurer_id)
+    )
+    return {int(iid): int(n) for iid, n in conn.execute(stmt)}
+
+
 def list_reviews(conn: Connection, f: ReviewFilter, insurer_id: int | None = None) -> ReviewPage:
     """One page of reviews from the database, and how many there are (up to COUNT_CAP)."""
     stmt = _select(f, insurer_id)

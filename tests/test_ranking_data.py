@@ -137,3 +137,28 @@ def test_scores_read_rollups_never_the_ratings(engine: Engine, world: World) -> 
     assert seen
     raw = re.compile(r"\b(FROM|JOIN)\s+ratings\b", re.IGNORECASE)
     assert not [s for s in seen if raw.search(s)]
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [rankings.Scope(), rankings.parse_scope("province", "430000"),
+     rankings.parse_scope("city", "430200"), rankings.parse_scope("province", "110000")],
+)  # fmt: skip
+def test_the_trend_in_one_query_equals_one_ranking_read_per_month(
+    engine: Engine, world: World, scope: rankings.Scope
+) -> None:
+    s = Slice(Q3, scope, stage="renewal")
+    periods = [rankings.month_period(date(2023, 1, 1), k) for k in range(12)]
+    with reading(engine) as conn:
+        each = [
+            {e.key: (e.name, e.tally) for e in ranking_data.entries(conn, s, rankings.Method(), p)}
+            for p in periods
+        ]
+        once = [
+            {k: (e.name, e.tally) for k, e in month.items()}
+            for month in ranking_data._monthly_insurers(conn, s, periods)
+        ]
+        assert once == each
+        assert any(each) == (scope.region[:2] != "11")  # none in Beijing
+        trend = ranking_data.trend(conn, Slice(rankings.parse_period("month", "2023-12"), scope))
+    assert trend["months"][0] == "2023-01"

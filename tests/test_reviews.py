@@ -182,6 +182,9 @@ def test_reply_rate_median_working_days_and_changes(engine: Engine, shop: Seeded
                 body="感谢反馈", change_made=change, now=recorded[rid] + timedelta(days=days),
             )  # fmt: skip
         stats = insurer_stats.reply_stats(conn, other.insurer_id, reviews.count_reviews)
+        both = [other.insurer_id, shop.insurer_id]  # the ranking's batch gives the same
+        many = insurer_stats.reply_stats_many(conn, both, reviews.count_reviews_by_insurer)
+        assert many == {other.insurer_id: stats, shop.insurer_id: none}
     written = len(other.written())
     assert stats.replied == 2 and stats.rate == round(100 * 2 / written, 1)
     assert stats.changes == 1 and stats.change_share == 50.0

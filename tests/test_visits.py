@@ -255,6 +255,8 @@ def test_fraud_signals(engine: Engine, campaign: dict[str, Any]) -> None:
     with engine.connect() as conn:
         own = phone_reports.agent_phone_signals(conn, c["insurer_id"])
         shared = phone_reports.shared_phone_signals(conn, c["insurer_id"])
+        counts = phone_reports.signal_counts(conn, [c["insurer_id"], -1])
+    assert counts == {c["insurer_id"]: len(own) + len(shared), -1: 0}  # the ranking's batch
     assert [(s["policy_no"], s["owner_no"]) for s in own] == [("P-SELF", "AG1")]
     assert [(s["phone"], s["customers"], s["agents"]) for s in shared] == [
         ("138****0050", 3, [("AG1", 3)])
