@@ -27,9 +27,9 @@ Figures
   the app's SearchIndex (Meilisearch, and the SQL fallback), over the reviews of the
   larger database (1M reviews at 10M ratings). p95 target <= 30 ms for Meilisearch.
 - `checkpoint.<n>.<db>`: `ledger.checkpoint` sequencing and signing n new ratings
-  (1% of the larger database: 100k on top of 10M) on top of it. s, target 2 s per 100k
-  (scaled to n). Each run adds its n ratings (through record_many) to the cached
-  database for good.
+  (1% of the larger database: 100k on top of 10M) on top of it. s, target <= 2 (the
+  issue's figure for 100k, kept for smaller n). Each run adds its n ratings (through
+  record_many) to the cached database for good.
 """
 
 from __future__ import annotations
@@ -415,14 +415,14 @@ def checkpoint_figure(db: Db, runs: int, n: int) -> Figure:
         unit="s",
         runs=seconds,
         better="lower",
-        target=2.0 * n / 100_000,
+        target=2.0,  # for 100k new leaves (issue 9); fewer must not take longer
         detail={
             "new_ratings": n,
             "tree_sizes": sizes,
             "database": db.kind,
             "record_many_seconds": [round(x, 2) for x in inserts],
             "cpu_seconds": cpus,  # of this process: on SQLite all the work but fsync
-            "target_note": "2 s per 100k new leaves (issue 9)",
+            "target_note": "2 s for 100k new leaves (issue 9), kept for smaller n",
         },
     )
 
