@@ -5,7 +5,7 @@
 
 Writes bench/data_results.json. `bench/run.py` calls `run()` and merges the figures.
 
-Sizes (ratings): full 1M and 10M, quick 20k and 100k (`--sizes` overrides; the quick
+Sizes (ratings): full 1M and 10M, quick 10k and 50k (`--sizes` overrides; the quick
 run must stay short in CI, generation included). Databases come from
 `bench.scale.generate` and are kept in `workdir` as `scale-<size>-s<seed>.db` (with
 their ledger key and Meilisearch data beside them), so a second run reuses them.
@@ -71,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SEED = 1
 FULL = (1_000_000, 10_000_000)
-QUICK = (20_000, 100_000)
+QUICK = (10_000, 50_000)
 PROVINCE = "440000"  # Guangdong: the busiest province of the generated data
 STAGE = "claim"
 
