@@ -33,7 +33,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select, update
+from sqlalchemy import Engine, event, func, select, text, update
 from sqlalchemy.engine import make_url
 
 from portal import directory, ledger
@@ -452,6 +452,13 @@ def generate(
             "docs_per_second": round(search["reviews"] / seconds) if seconds else None,
             **search,
         }
+        if engine.dialect.name == "postgresql":
+            # As autovacuum would, in time: without statistics the planner takes the
+            # freshly loaded rollups for empty (measured: a ranking query 432 ms -> 9 ms).
+            started = time.perf_counter()
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))
+            phases["analyze"] = {"seconds": round(time.perf_counter() - started, 2)}
     finally:
         engine.dispose()
     total = sum(p["seconds"] for k, p in phases.items() if k != "rollups")
