@@ -99,9 +99,11 @@ def test_meilisearch_outage_loses_nothing_and_the_index_catches_up(
         # Down for a while, until clients got through plenty and the worker has failed
         # rows pending (so the index has fallen behind for real).
         wait_for(
-            lambda: time.monotonic() - down_at >= OUTAGE_SECONDS
-            and log.acks_after(down_at) >= OUTAGE_ACKS
-            and (get_health(http).body["outbox_failing"] or 0) > 0,
+            lambda: (
+                time.monotonic() - down_at >= OUTAGE_SECONDS
+                and log.acks_after(down_at) >= OUTAGE_ACKS
+                and (get_health(http).body["outbox_failing"] or 0) > 0
+            ),
             120,
             "submissions and failed indexing while Meilisearch is down",
         )
