@@ -88,8 +88,8 @@ UNKNOWN = dict.fromkeys(
 
 @router.route("/healthz", roles="public")
 async def healthz(request: Request) -> Response:
-    """Each component as it is: 200 while the database answers, else 503 (docs/search.md
-    "Health"). search: ok, degraded (answers, but the index is missing or lagging
+    """Each component as it is: 200 while the database answers, else 503 (docs/outages.md
+    "/healthz"). search: ok, degraded (answers, but the index is missing or lagging
     behind failed outbox rows), down, or fallback (no Meilisearch configured)."""
     portal = request.state.portal
     try:

@@ -93,6 +93,11 @@ def test_meilisearch_outage_loses_nothing_and_the_index_catches_up(
         during = get_health(http)
         assert during.status == 200, during.body  # the database answers: the portal is up
         assert during.body["db"] == "ok" and during.body["search"] == "down", during.body
+        # Searching says so: the page stays up, the API answers 503 with Retry-After.
+        assert http.get("/reviews", params={"q": "理赔"}).status_code == 200
+        api_search = http.get("/api/v1/reviews", params={"q": "理赔"})
+        assert api_search.status_code == 503 and api_search.headers["retry-after"].isdigit()
+        assert api_search.json()["error"]["code"] == "search_unavailable"
         hidden_during = [rid for rid in web() if rid not in hidden_before][:1]
         for rid in hidden_during:
             approve_takedown(app_engine, rid)
