@@ -89,8 +89,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
 CONNECT_TIMEOUT = 5  # seconds
 # SQLSTATE classes of a server that is out, not of a bad query: connection exception,
+# transaction rollback (deadlock, serialization: the same request again succeeds),
 # insufficient resources, operator intervention (shutdown, starting up).
-_UNAVAILABLE_CLASSES = ("08", "53", "57")
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
 _SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file")
 
 
