@@ -99,8 +99,8 @@ def unavailable(exc: BaseException) -> bool:
     """Is this the database being out for a while (retry later), not a bug?
 
     Pool timeouts and disconnects, a server that refuses connections or is shutting
-    down, SQLite still locked after its busy timeout. Bad SQL or a broken constraint
-    is not: those stay errors.
+    down, a deadlock, SQLite still locked after its busy timeout. Bad SQL or a broken
+    constraint is not: those stay errors.
     """
     if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
         return True

@@ -80,10 +80,8 @@ def _age(now: datetime, since: datetime | None) -> float | None:
     return None if since is None else round((now - utc(since)).total_seconds(), 1)
 
 
-UNKNOWN = dict.fromkeys(
-    ("outbox_pending", "outbox_failing", "outbox_oldest_age_seconds", "tree_size",
-     "checkpoint_age_seconds"),
-)  # fmt: skip
+FACTS = ("outbox_pending", "outbox_failing", "outbox_oldest_age_seconds", "tree_size")
+UNKNOWN: dict[str, None] = dict.fromkeys((*FACTS, "checkpoint_age_seconds"))  # db down
 
 
 @router.route("/healthz", roles="public")
