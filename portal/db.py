@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -79,7 +80,40 @@ def make_engine(url: str, **kw: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kw)
         _configure_sqlite(engine)
         return engine
+    # pre_ping: after a server restart, pooled connections are dead; each is tested at
+    # checkout and replaced. connect_timeout: an unreachable server fails a request in
+    # seconds (a 503) instead of hanging it.
+    kw.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+
+
+CONNECT_TIMEOUT = 5  # seconds
+# SQLSTATE classes of a server that is out, not of a bad query: connection exception,
+# transaction rollback (deadlock, serialization: the same request again succeeds),
+# insufficient resources, operator intervention (shutdown, starting up).
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is this the database being out for a while (retry later), not a bug?
+
+    Pool timeouts and disconnects, a server that refuses connections or is shutting
+    down, a deadlock, SQLite still locked after its busy timeout. Bad SQL or a broken
+    constraint is not: those stay errors.
+    """
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return str(exc.orig).startswith(_SQLITE_UNAVAILABLE)
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # None: no server answered at all
+    return sqlstate is None or str(sqlstate)[:2] in _UNAVAILABLE_CLASSES
 
 
 def reading(engine: Engine) -> Connection:

@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 
 from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
-from portal.db import make_engine
+from portal.db import make_engine, unavailable
 from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
@@ -86,12 +86,18 @@ ROUTERS = (
 
 
 async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:
-    """Run a blocking job periodically off the event loop; failures are logged, not fatal."""
+    """Run a blocking job periodically off the event loop; failures are logged, not fatal.
+
+    A database outage is expected to end: one line per round, not a traceback every
+    two seconds; the engine reconnects by itself once the server is back."""
     while True:
         try:
             await run_in_threadpool(job)
-        except Exception:
-            log.exception("background job %s failed; will retry", name)
+        except Exception as exc:
+            if unavailable(exc):
+                log.warning("background job %s: database unavailable; will retry", name)
+            else:
+                log.exception("background job %s failed; will retry", name)
         await asyncio.sleep(seconds)
 
 

@@ -25,7 +25,17 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR = _json(_ref("Error"), "Error; the body says which field and why")
+UNAVAILABLE = {
+    **_json(
+        _ref("Error"),
+        "The database is briefly unavailable (code `unavailable`). Send the same request "
+        "again, same idempotency key, after Retry-After seconds: if it was stored after "
+        "all, the answer is the original receipt (200)",
+    ),
+    "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+}
 ERRORS = {str(code): ERROR for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+ERRORS["503"] = UNAVAILABLE
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 with offset"}
 STAGE = {"type": "string", "enum": ["issuance", "renewal", "claim"]}
 KEY = {

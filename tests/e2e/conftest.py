@@ -44,8 +44,9 @@ class PortalServer:
     """The real app under uvicorn in a child process; it can be stopped and started
     again on the same port and database (e.g. to take the network away mid-test)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.env = env or {}  # e.g. MEILI_URL/MEILI_KEY, CHECKPOINT_INTERVAL
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -68,6 +69,7 @@ class PortalServer:
             "ENVIRONMENT": "test",
         }
         env.pop("MEILI_URL", None)
+        env.update(self.env)
         command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--log-level", "warning"]
         self.proc = subprocess.Popen(command, env=env)
