@@ -36,11 +36,12 @@ import httpx
 from bs4 import BeautifulSoup
 from sqlalchemy import Engine, func, select
 
-from portal import credentials, directory, rollups
+from portal import credentials, directory, ledger, rollups
 from portal.config import Settings
 from portal.models import CounterSession, Device, LedgerEntry, Rating, RollupCounterDaily, Staff
 from portal.ratings import day_of
 from tests.e2e.conftest import PortalServer
+from tests.e2e.conftest import _free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHANNELS = ("counter", "phone", "web")
@@ -281,65 +282,109 @@ class Sender:
 # --- the server, killed and restarted ------------------------------------------------
 
 
-# The next server process imports the app while the current one serves, and starts
-# uvicorn on the same port when told to: a restart then takes the app's start-up, not
-# the seconds of importing it again (which on a loaded machine stretch past a minute).
-STANDBY = """
+# A parent process imports the app once; each (re)start forks a child that runs the app
+# under uvicorn on the same port. The child is the server that gets SIGKILLed. A restart
+# then costs the app's start-up, not the seconds of importing it again (on a loaded
+# machine they stretch to tens of seconds, and the kills would wait on them).
+FORKER = """
+import os
+import signal
 import sys
 
 import uvicorn
 
 import app
 
-if sys.stdin.readline().strip() == "go":
-    uvicorn.run(app.app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps killed servers
+print("ready", flush=True)
+for line in sys.stdin:
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(2, 1)
+        uvicorn.run(app.app, host="127.0.0.1", port=int(line), log_level="warning")
+        os._exit(0)
+    print(pid, flush=True)
 """
 
 
 class CrashingServer(PortalServer):
-    """The real app, with a background checkpoint every second so kills also land in
-    the middle of sequencing; kill() is SIGKILL: no shutdown, no cleanup."""
+    """The real app under uvicorn, with a background checkpoint every second so kills
+    also land in the middle of sequencing; kill() is SIGKILL: no shutdown, no cleanup."""
 
     def __init__(self, settings: Settings, log: Any) -> None:
         super().__init__(settings, env={"CHECKPOINT_INTERVAL": "1"}, log=log)
-        self.standby: subprocess.Popen[bytes] | None = None
+        self.forker: subprocess.Popen[str] | None = None
+        self.pid: int | None = None
 
     def start(self, port: int | None = None) -> str:
-        if self.standby is None:
-            url = super().start(port)
-        else:
-            self.proc, self.standby = self.standby, None
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"go\n")
-            self.proc.stdin.close()
-            url = self.wait_until_up(120)
-        self.standby = subprocess.Popen(
-            [sys.executable, "-c", STANDBY, str(self.port)],
-            env=self.environment(),
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=self.log,
-            stderr=self.log,
-        )
-        return url
+        if self.pid is not None:
+            raise RuntimeError("the portal is already running")
+        if self.forker is None:
+            ledger.load_key(self.settings.ledger_key_path, self.settings.ledger_origin, create=True)
+            self.port = port or self.port or free_port()
+            self.forker = subprocess.Popen(
+                [sys.executable, "-c", FORKER],
+                env=self.environment(),
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.log,
+                text=True,
+            )
+            assert self.forker.stdout is not None and self.forker.stdin is not None
+            if self.forker.stdout.readline().strip() != "ready":
+                raise RuntimeError("the portal could not be imported")
+        assert self.forker.stdout is not None and self.forker.stdin is not None
+        self.forker.stdin.write(f"{self.port}\n")
+        self.forker.stdin.flush()
+        self.pid = int(self.forker.stdout.readline())
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200:
+                    return self.url
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not _alive(self.pid):
+                self.stop()
+                raise RuntimeError("the portal did not start")
+            time.sleep(0.05)
 
     def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.proc = None
+        assert self.pid is not None
+        os.kill(self.pid, signal.SIGKILL)
+        _gone(self.pid)
+        self.pid = None
 
     def stop(self) -> None:
-        super().stop()
-        if self.standby is not None:
-            assert self.standby.stdin is not None
-            self.standby.stdin.close()  # not "go": it exits
-            try:
-                self.standby.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.standby.kill()
-                self.standby.wait(timeout=10)
-            self.standby = None
+        if self.pid is not None:
+            os.kill(self.pid, signal.SIGTERM)
+            if not _gone(self.pid, 30):
+                self.kill()
+            self.pid = None
+        if self.forker is not None:
+            assert self.forker.stdin is not None
+            self.forker.stdin.close()  # it forks no more and exits
+            self.forker.wait(timeout=30)
+            self.forker = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _gone(pid: int, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 # --- the run and its checks ----------------------------------------------------------
