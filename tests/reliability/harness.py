@@ -18,6 +18,7 @@ import hmac
 import json
 import os
 import random
+import re
 import secrets
 import signal
 import subprocess
@@ -38,8 +39,18 @@ from sqlalchemy import Engine, func, select
 
 from portal import credentials, directory, ledger, rollups
 from portal.config import Settings
-from portal.models import CounterSession, LedgerEntry, Rating, RollupCounterDaily, Staff
+from portal.models import (
+    CounterSession,
+    LedgerEntry,
+    Rating,
+    RollupCounterDaily,
+    SmsMessage,
+    Staff,
+)
+from portal.policies import normalise_phone, phone_hash
+from portal.policies import register as register_policy
 from portal.ratings import day_of
+from portal.secrets_files import ensure_key_file
 from tests.e2e.conftest import PortalServer
 from tests.e2e.conftest import _free_port as free_port
 
@@ -52,6 +63,8 @@ MIN_UPTIME = 0.3  # each kill waits this long after a restart, so requests get i
 # Besides the kills, this share of first attempts stops waiting for the answer almost at
 # once (a device with a short timeout): the retry then races an attempt still running.
 IMPATIENT = 0.1
+IMPATIENT_READ = 0.02
+VERIFIED_PER_CLIENT = 40  # policies registered per web client; each proves one rating
 IMPATIENT_READ = 0.02
 
 
@@ -69,9 +82,11 @@ class Target:
     call_agent: str
     devices: tuple[tuple[int, str], ...]  # (device id, bearer token) per counter client
     phone_client: tuple[str, str]  # (client id, secret)
+    policies: tuple[tuple[str, str], ...] = ()  # (policy no, mobile) for verified web ratings
+    phone_key: bytes = b""  # the portal's key for phone hashes (to find a code's SMS)
 
 
-def prepare(engine: Engine, clients: int) -> Target:
+def prepare(engine: Engine, clients: int, phone_key: bytes = b"", policies: int = 0) -> Target:
     code = "RL" + secrets.token_hex(3).upper()
     branch, teller, agent = f"{code}-B1", f"{code}-T1", f"{code}-C1"
     with engine.begin() as conn:
@@ -88,7 +103,12 @@ def prepare(engine: Engine, clients: int) -> Target:
             credentials.add_device(conn, code, branch, f"evaluator {n}") for n in range(clients)
         )
         phone = credentials.add_client(conn, code)
-    return Target(code, branch, teller, agent, devices, phone)
+        insured = tuple((f"{code}P{k:05d}", f"1390{k:07d}") for k in range(policies))
+        insurer_id = directory.insurer_id(conn, code)
+        for number, mobile in insured:
+            digest = phone_hash(phone_key, normalise_phone(mobile))
+            register_policy(conn, insurer_id, number, digest)
+    return Target(code, branch, teller, agent, devices, phone, insured, phone_key)
 
 
 # --- what the clients send ---------------------------------------------------------
@@ -119,6 +139,7 @@ class Ack:
     leaf_hash: str | None  # the API receipts carry it; the web answers with a link
     attempts: int  # requests it took (more than one: a retry after a kill)
     replayed: bool = False  # answered 200: an earlier, unanswered attempt had committed
+    verified: bool = False  # a web rating with the policy proven by a texted code
 
 
 @dataclass
@@ -132,8 +153,20 @@ class ClientStats:
 class Sender:
     """One client: a thread posting ratings through one channel until told to stop."""
 
-    def __init__(self, n: int, channel: str, base: str, target: Target, run: str) -> None:
+    def __init__(
+        self,
+        n: int,
+        channel: str,
+        base: str,
+        target: Target,
+        run: str,
+        engine: Engine,
+        policies: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.n, self.channel, self.base, self.target, self.run = n, channel, base, target, run
+        self.engine = engine  # to read the verification code the dev SMS sender "sent"
+        self.policies = list(policies)  # this client's own: one verified rating each
+        self.run_ip = f"{int(target.insurer[2:4], 16)}.{int(target.insurer[4:6], 16)}"
         self.rng = random.Random(f"{run}-{n}")
         self.acks: list[Ack] = []
         self.stats = ClientStats()
@@ -253,12 +286,14 @@ class Sender:
 
     # web: what a browser does: load the form, post it with its CSRF token and Origin
     def _web(self, i: int) -> Ack:
+        """A browser: load the form, post it with its CSRF token (cookie and field) and
+        Origin; every third rating proves the policy first with a texted code."""
         stage = self.rng.choice(STAGES)
         page, _ = self._send(
             lambda: self.http.get(
                 f"{self.base}/rate",
                 params={"insurer": self.target.insurer, "stage": stage},
-                headers=self._cookie(),
+                headers=self._browser(),
             ),
             (200,),
         )
@@ -273,17 +308,44 @@ class Sender:
             "branch": self.target.branch if i % 3 else "",
             "staff_no": self.target.teller if i % 3 == 1 else "",
         }
+        verified = i % 3 == 0 and bool(self.policies)
+        if verified:
+            policy_no, mobile = self.policies.pop()
+            data |= {"policy_no": policy_no, "phone": mobile}
+            self._send(
+                lambda: self.http.post(
+                    f"{self.base}/rate/code", data=data, headers=self._browser()
+                ),
+                (200,),
+            )
+            data["code"] = self._texted_code(mobile)
         posted, attempts = self._send(
-            lambda: self.http.post(
-                f"{self.base}/rate",
-                data=data,
-                headers={"origin": self.base, **self._cookie()},
-            ),
+            lambda: self.http.post(f"{self.base}/rate", data=data, headers=self._browser()),
             (303,),
         )
         location = posted.headers["location"]  # /receipt/{id}?t={nonce}
         receipt_id = location.split("/")[2].split("?")[0]
-        return Ack("web", web_key(hidden["nonce"]), receipt_id, None, attempts)
+        key = web_key(hidden["nonce"])
+        return Ack("web", key, receipt_id, None, attempts, verified=verified)
+
+    def _texted_code(self, mobile: str) -> str:
+        digest = phone_hash(self.target.phone_key, normalise_phone(mobile))
+        with self.engine.connect() as conn:
+            body = conn.execute(
+                select(SmsMessage.body)
+                .where(SmsMessage.phone_hash == digest)
+                .order_by(SmsMessage.id.desc())
+                .limit(1)
+            ).scalar_one()
+        return re.search(r"\b\d{6}\b", body).group(0)  # type: ignore[union-attr]
+
+    def _browser(self) -> dict[str, str]:
+        """What a browser sends (Origin, the CSRF cookie) and the reverse proxy adds (the
+        browser's own address: the code limits count per address)."""
+        return {
+            "origin": self.base,
+            "x-forwarded-for": f"10.{self.run_ip}.{self.n + 1}",
+        } | self._cookie()
 
     def _cookie(self) -> dict[str, str]:
         return {"cookie": f"gp_csrf={self.csrf_cookie}"} if self.csrf_cookie else {}
@@ -485,11 +547,13 @@ def run(
     )
     rng = random.Random(seed)
     report = Report(database, seed, clients, duration, kills)
-    target = prepare(owner, clients)
+    web_clients = len(range(CHANNELS.index("web"), clients, len(CHANNELS)))
+    phone_key = ensure_key_file(settings.phone_key_path)
+    target = prepare(owner, clients, phone_key, policies=VERIFIED_PER_CLIENT * web_clients)
     fd, log_name = tempfile.mkstemp(prefix="portal-reliability-", suffix=".log")
     began = time.monotonic()
     with os.fdopen(fd, "wb") as log:
-        senders = _load(CrashingServer(settings, log), target, report, rng, say)
+        senders = _load(owner, CrashingServer(settings, log), target, report, rng, say)
     report.elapsed_s = round(time.monotonic() - began, 1)
     acks = [a for s in senders for a in s.acks]
     for s in senders:
@@ -519,6 +583,7 @@ def run(
 
 
 def _load(
+    owner: Engine,
     server: CrashingServer,
     target: Target,
     report: Report,
@@ -529,7 +594,11 @@ def _load(
     base = server.start()
     started = time.monotonic()
     run_id = f"rl{report.seed}-{target.insurer[2:].lower()}"
-    senders = [Sender(n, CHANNELS[n % 3], base, target, run_id) for n in range(report.clients)]
+    web = [n for n in range(report.clients) if CHANNELS[n % 3] == "web"]
+    senders = [
+        Sender(n, CHANNELS[n % 3], base, target, run_id, owner, _share(target, web, n))
+        for n in range(report.clients)
+    ]
     stop = threading.Event()
     for s in senders:
         s.start(stop)
@@ -557,14 +626,19 @@ def _load(
     return senders
 
 
+def _share(target: Target, web: list[int], n: int) -> tuple[tuple[str, str], ...]:
+    """A web client's own policies (none for the other channels)."""
+    return target.policies[web.index(n) :: len(web)] if n in web else ()
+
+
 def _check_ratings(owner: Engine, target: Target, acks: list[Ack], report: Report) -> None:
     """Every acknowledged rating exactly once, by its key and its receipt id; nothing else."""
     with owner.connect() as conn:
         insurer_id = directory.insurer_id(conn, target.insurer)
         stored = conn.execute(
-            select(Rating.id, Rating.idempotency_key, Rating.channel, Rating.leaf_hash).where(
-                Rating.insurer_id == insurer_id
-            )
+            select(
+                Rating.id, Rating.idempotency_key, Rating.channel, Rating.leaf_hash, Rating.verified
+            ).where(Rating.insurer_id == insurer_id)
         ).all()
         sessions = conn.execute(
             select(CounterSession.rating_id).where(CounterSession.insurer_id == insurer_id)
@@ -575,7 +649,8 @@ def _check_ratings(owner: Engine, target: Target, acks: list[Ack], report: Repor
         by_key.setdefault(row.idempotency_key, []).append(row)
     acked_ids = {a.receipt_id for a in acks}
     report.acknowledged = len(acks)
-    per = {c: {"acknowledged": 0, "lost": 0, "duplicated": 0, "after_retry": 0} for c in CHANNELS}
+    zero = {"acknowledged": 0, "lost": 0, "duplicated": 0, "after_retry": 0, "verified": 0}
+    per = {c: dict(zero) for c in CHANNELS}
     for a in acks:
         rows = by_key.get(a.key, [])
         per[a.channel]["acknowledged"] += 1
@@ -583,8 +658,14 @@ def _check_ratings(owner: Engine, target: Target, acks: list[Ack], report: Repor
         if not any(r.id == a.receipt_id for r in rows):
             per[a.channel]["lost"] += 1
         per[a.channel]["duplicated"] += max(len(rows) - 1, 0)
-        if a.leaf_hash and any(r.id == a.receipt_id and r.leaf_hash != a.leaf_hash for r in rows):
-            report.receipt_mismatches += 1
+        for r in rows:
+            if r.id != a.receipt_id:
+                continue
+            if a.leaf_hash and a.leaf_hash != r.leaf_hash:
+                report.receipt_mismatches += 1  # the receipt named another leaf hash
+            if a.channel == "web" and a.verified != r.verified:
+                report.receipt_mismatches += 1  # a proven rating stored as unverified
+        per[a.channel]["verified"] += a.verified
     # Each counter rating had a session of its own: a retried opening that opened a
     # second session (or a session left without its rating) shows up here.
     per["counter"]["duplicated"] += abs(
