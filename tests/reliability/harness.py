@@ -5,7 +5,10 @@ missing or stored twice, the rollups must equal a rebuild and the ledger must ve
 Each client is one real-world sender: a counter device, a call-centre system or a
 browser. It logs every acknowledged receipt with its idempotency key, and retries a
 request whose answer it did not get (connection refused or reset, a timeout, a 503)
-with the SAME key and body: the first attempt may have committed before the kill.
+with the SAME key and body: the first attempt may have committed before the kill. A
+tenth of first attempts also give up waiting almost at once (a device's short timeout),
+so retries race attempts still running; a third of web ratings prove the policy with a
+texted code, consumed inside the rating's transaction.
 
 The harness makes its own insurer (a fresh code per run), so on a shared test database
 every check is scoped to what this run wrote.
