@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres setup browser lint messages clean
+.PHONY: run test test-sqlite test-postgres setup browser lint messages clean reliability
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -47,6 +47,18 @@ test-postgres:
 	  TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q; \
 	else \
 	  echo "PostgreSQL is not reachable on 127.0.0.1:5432: skipped its run (CI always runs it)"; \
+	fi
+
+# The crash harness at full size (tests/reliability/): clients rate through every channel
+# while the server is SIGKILLed and restarted; figures in tests/reliability/results.json.
+RELIABILITY ?= --clients 16 --duration 60 --kills 10
+
+reliability: setup
+	$(BIN)/python -m tests.reliability $(RELIABILITY)
+	@if [ "$$CI" = "true" ] || pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  $(BIN)/python -m tests.reliability $(RELIABILITY) --database-url $(PG_TEST_URL); \
+	else \
+	  echo "PostgreSQL is not reachable on 127.0.0.1:5432: skipped its run"; \
 	fi
 
 messages: setup

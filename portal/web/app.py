@@ -12,6 +12,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -120,6 +122,13 @@ def _background(portal: Portal) -> list[asyncio.Task[None]]:
     return tasks
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request body arrived (a device's short timeout, a
+    closed tab): nothing was read, so nothing was done; nobody is left to answer, and it
+    is not a server error (no 500, no stack trace in the log)."""
+    return Response(status_code=400)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
 
@@ -153,6 +162,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders, production=settings.environment == "production")],
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={**HANDLERS, ClientDisconnect: _client_gone},  # type: ignore[arg-type]
         lifespan=lifespan,
     )
