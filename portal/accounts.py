@@ -44,6 +44,11 @@ class Principal:
 ANONYMOUS = Principal(None, "", "anonymous")
 
 
+def clock() -> datetime:
+    """Now, for the session lifecycle; tests substitute it to move time on."""
+    return datetime.now(UTC)
+
+
 def add_user(
     conn: Connection, username: str, password: str, role: str, insurer: str | None = None
 ) -> int:
@@ -151,10 +156,14 @@ def _password_ok(stored: str | None, password: str) -> bool:
 
 def start_session(conn: Connection, user_id: int) -> str:
     """A fresh opaque token for every login (no session fixation)."""
-    token = secrets.token_urlsafe(32)
+    token, now = secrets.token_urlsafe(32), clock()
     conn.execute(
         LoginSession.__table__.insert().values(
-            token_hash=token_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32)
+            token_hash=token_hash(token),
+            user_id=user_id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen_at=now,
         )
     )
     return token
@@ -171,7 +180,7 @@ def load_session(
     A plain read; it writes only to end a timed-out session or, at most once a minute,
     to note activity (so page views do not queue behind SQLite's write lock).
     """
-    now = datetime.now(UTC)
+    now = clock()
     with reading(engine) as conn:
         row = conn.execute(
             select(
@@ -211,7 +220,7 @@ def end_session(conn: Connection, token: str) -> None:
     conn.execute(
         LoginSession.__table__.update()
         .where(LoginSession.token_hash == token_hash(token))
-        .values(ended_at=datetime.now(UTC))
+        .values(ended_at=clock())
     )
 
 
@@ -220,6 +229,6 @@ def end_all_sessions(conn: Connection, user_id: int) -> int:
     result = conn.execute(
         LoginSession.__table__.update()
         .where(LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
-        .values(ended_at=datetime.now(UTC))
+        .values(ended_at=clock())
     )
     return int(result.rowcount)
