@@ -154,8 +154,12 @@ def _password_ok(stored: str | None, password: str) -> bool:
         return False
 
 
-def start_session(conn: Connection, user_id: int) -> str:
-    """A fresh opaque token for every login (no session fixation)."""
+def start_session(conn: Connection, user_id: int, replacing: str = "") -> str:
+    """A fresh opaque token for every login (no session fixation). The session the browser
+    had (`replacing`, its old cookie) ends: the new cookie overwrites it, and a copy of
+    it elsewhere must not stay logged in."""
+    if replacing:
+        end_session(conn, replacing)
     token, now = secrets.token_urlsafe(32), clock()
     conn.execute(
         LoginSession.__table__.insert().values(
