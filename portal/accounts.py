@@ -181,8 +181,9 @@ def load_session(
 ) -> Principal | None:
     """The principal behind a cookie token, or None if unknown, ended or timed out.
 
-    A plain read; it writes only to end a timed-out session or, at most once a minute,
-    to note activity (so page views do not queue behind SQLite's write lock).
+    A plain read; it writes only to end a timed-out session (or one of a deactivated
+    user) or, at most once a minute, to note activity (so page views do not queue
+    behind SQLite's write lock).
     """
     now = clock()
     with reading(engine) as conn:
@@ -196,17 +197,15 @@ def load_session(
                 User.username,
                 User.role,
                 User.insurer_id,
-            )
-            .join(User, User.id == LoginSession.user_id)
-            .where(
-                LoginSession.token_hash == token_hash(token),
-                LoginSession.ended_at.is_(None),
                 User.active,
             )
+            .join(User, User.id == LoginSession.user_id)
+            .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
         ).first()
     if row is None:
         return None
-    if now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute:
+    expired = now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute
+    if expired or not row.active:  # a deactivated user's sessions end (reactivating won't revive)
         with engine.begin() as conn:
             end_session(conn, token)
         return None
