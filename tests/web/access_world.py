@@ -362,7 +362,7 @@ def last_call_moment() -> datetime:
     raise AssertionError("no call window in the last two weeks")
 
 
-def build_world(settings: Settings, tmp: Path) -> Iterator[AccessWorld]:
+def build_world(settings: Settings) -> Iterator[AccessWorld]:
     """Everything the matrix needs, made once for the module."""
     ledger_key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
     phone_key = ensure_key_file(settings.phone_key_path)

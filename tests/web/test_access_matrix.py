@@ -475,7 +475,7 @@ def declared(app: Any) -> list[DeclaredRoute]:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccessWorld]:
     tmp: Path = tmp_path_factory.mktemp("access")
     for settings in own_database(tmp):
-        yield from build_world(settings, tmp)
+        yield from build_world(settings)
 
 
 @pytest.fixture(scope="module")
