@@ -385,15 +385,6 @@ def test_the_sixth_code_within_an_hour_is_refused(
     assert table_counts(engine) == before
 
 
-def test_csrf_is_required(client: TestClient, engine: Engine) -> None:
-    data = open_form(client)
-    before = table_counts(engine)
-    for path in ("/rate", "/rate/code"):
-        refused = post(client, path, {k: v for k, v in data.items() if k != "csrf_token"})
-        assert refused.status_code == 403
-    assert table_counts(engine) == before
-
-
 def test_the_proof_page_waits_then_shows_the_inclusion_proof(
     client: TestClient, engine: Engine, app_settings: Settings
 ) -> None:
