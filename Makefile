@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres setup browser lint messages clean reliability
+.PHONY: run test test-sqlite test-postgres setup browser lint messages clean reliability bench
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -66,6 +66,13 @@ messages: setup
 	  --ignore-dirs=".* node_modules .venv var" \
 	  -k N_ -k Invalid -k Conflict -k NotFound -k BadRequest -k Forbidden -k Unauthorized -k RateLimited -k PayloadTooLarge -k PortalError .
 	$(BIN)/pybabel update -i portal/i18n/messages.pot -d portal/i18n -l zh_Hans --no-fuzzy-matching
+
+# The benchmark suite (docs/performance.md): `make bench` is the full run (about 15 min
+# and a 1M-rating database, made once in bench/.work); `make bench ARGS=--quick` is CI's
+# regression guard (under 5 min, fails when a figure is below half its target).
+bench: setup
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf var/portal.db* var/meili

@@ -24,6 +24,7 @@ from portal import rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
 from portal.models import CHANNELS, STAGES, Branch, Insurer, Outbox, Rating, RatingText, Staff
+from portal.writer import group_commit
 
 MAX_TEXT = 2000
 CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
@@ -332,9 +333,15 @@ def record_batch(
     `recorded_at` is only for loading historical data (demo, imports): it gives each
     rating's recording time. Live writes are recorded now.
     """
+
+    def unit(conn: Connection) -> list[Receipt]:
+        return _record_batch(conn, ratings, skew, recorded_at, within)
+
     for attempt in range(2):
         try:
-            return _record_batch(engine, ratings, skew, recorded_at, within)
+            # Group commit: committed with the ratings of concurrent callers, each in its
+            # own savepoint; returns only after the COMMIT (portal/writer.py).
+            return group_commit(engine, unit)
         except IntegrityError:
             # A concurrent request with the same idempotency key won the race; on the
             # retry _existing() finds its row and we answer as a replay.
@@ -344,7 +351,7 @@ def record_batch(
 
 
 def _record_batch(
-    engine: Engine,
+    conn: Connection,
     ratings: Sequence[RatingIn],
     skew: int,
     recorded_at: Callable[[RatingIn], datetime] | None,
@@ -354,32 +361,31 @@ def _record_batch(
     receipts: list[Receipt] = []
     rows: list[dict[str, Any]] = []
     texts: list[dict[str, Any]] = []
-    with engine.begin() as conn:
-        subjects = _Subjects(conn)
-        for r in ratings:
-            text, occurred = validate(r, now, skew)
-            fp = fingerprint(r, text, occurred)
-            done = _existing(conn, r, fp)
-            if done is not None:
-                receipts.append(done)
-                continue
-            recorded = utc(recorded_at(r)) if recorded_at else now
-            row, text_row = _build(r, subjects, text, occurred, fp, recorded)
-            rows.append(row)
-            texts.extend([text_row] if text_row else [])
-            receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
-        if rows:
-            conn.execute(Rating.__table__.insert(), rows)
-            if texts:
-                conn.execute(RatingText.__table__.insert(), texts)
-                flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
-            rollups.add(conn, rows, day_of)
-            conn.execute(
-                Outbox.__table__.insert(),
-                [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
-            )
-            for row in rows if within else ():
-                within(conn, row)
+    subjects = _Subjects(conn)
+    for r in ratings:
+        text, occurred = validate(r, now, skew)
+        fp = fingerprint(r, text, occurred)
+        done = _existing(conn, r, fp)
+        if done is not None:
+            receipts.append(done)
+            continue
+        recorded = utc(recorded_at(r)) if recorded_at else now
+        row, text_row = _build(r, subjects, text, occurred, fp, recorded)
+        rows.append(row)
+        texts.extend([text_row] if text_row else [])
+        receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
+    if rows:
+        conn.execute(Rating.__table__.insert(), rows)
+        if texts:
+            conn.execute(RatingText.__table__.insert(), texts)
+            flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
+        rollups.add(conn, rows, day_of)
+        conn.execute(
+            Outbox.__table__.insert(),
+            [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
+        )
+        for row in rows if within else ():
+            within(conn, row)
     return receipts
 
 
