@@ -264,3 +264,47 @@ def _leaf_hashes(engine: Engine) -> list[bytes]:
             bytes.fromhex(h)
             for (h,) in conn.execute(select(LedgerEntry.leaf_hash).order_by(LedgerEntry.leaf_index))
         ]
+
+
+def _tamper_text(settings: Settings, sql: str, rid: str) -> None:
+    """An owner who switches off the guard on rating_texts and rewrites a row."""
+    owner = make_engine(settings.database_url)
+    with owner.begin() as conn:
+        if owner.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE rating_texts DISABLE TRIGGER rating_texts_guard"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS rating_texts_guard"))
+        conn.execute(text(sql), {"id": rid})
+    owner.dispose()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a new text, marked "erased" so that its commitment would not be checked
+        "UPDATE rating_texts SET body = '服务很好，五星推荐', redacted = true "
+        "WHERE rating_id = :id",
+        # hidden as if by a takedown, but no takedown was ever approved
+        "UPDATE rating_texts SET hidden = true, hidden_at = CURRENT_TIMESTAMP, "
+        "hidden_reason = 'abuse' WHERE rating_id = :id",
+        # erased without a takedown
+        "UPDATE rating_texts SET body = '', redacted = true, hidden = true, "
+        "hidden_at = CURRENT_TIMESTAMP, hidden_reason = 'personal_data' WHERE rating_id = :id",
+    ],
+    ids=["rewritten_as_erased", "hidden_without_takedown", "erased_without_takedown"],
+)
+def test_a_text_changed_behind_the_guard_is_named_by_verify(
+    scratch_settings: Settings, sql: str
+) -> None:
+    engine = make_engine(scratch_settings.runtime_database_url)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
+    world = make_world(engine)
+    receipts = [record(engine, rating_in(world, value=1, text="理赔拖了三个月")) for _ in range(3)]
+    ledger.checkpoint(engine, key)
+    victim = receipts[1].id
+    _tamper_text(scratch_settings, sql, victim)
+    problems = ledger.verify(engine, key.private.public_key(), key.origin)
+    assert {p.rating_id for p in problems if p.rating_id} == {victim}, problems
+    engine.dispose()
