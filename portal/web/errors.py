@@ -86,4 +86,9 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, "internal_error", STATUS_MESSAGES[500])
 
 
+def refuse(request: Request, exc: PortalError) -> Response:
+    """An error answered outside the routes (e.g. by BodyLimit), in the usual shape."""
+    return error_response(request, exc.status, exc.code, exc.message, exc.params, exc.field)
+
+
 HANDLERS = {PortalError: portal_error, HTTPException: http_error, Exception: server_error}
