@@ -347,6 +347,11 @@ def pages(w: World_) -> list[tuple[str, TestClient, str, dict[str, str]]]:
     return out
 
 
+# Pages in the list that need not show a payload: figures only, or filled in by script.
+NO_USER_TEXT = ("home", "transparency", "counter screen", "regulator home", "regulator counter",
+                "insurer home", "published rankings")  # fmt: skip
+
+
 def test_no_payload_becomes_markup_on_any_page(world: World_) -> None:
     checked, shown, bad = 0, set(), []
     per_page: list[str] = []
@@ -358,6 +363,8 @@ def test_no_payload_becomes_markup_on_any_page(world: World_) -> None:
         if found:
             bad.append(f"{label} {path}: {found[:5]}")
         seen = markers(r.text)
+        if not seen and not label.startswith(NO_USER_TEXT):
+            bad.append(f"{label} {path}: shows none of the payloads (is it still tested?)")
         shown |= seen
         per_page.append(f"{label}: {len(seen)}")
         checked += 1
@@ -464,7 +471,8 @@ def test_no_dialog_fires_in_chromium(world: World_, server: str, page: Any) -> N
         page.wait_for_load_state("networkidle")
         assert page.evaluate(LIVE_DOM) == [], label
         assert "/login" not in page.url, label
-        assert re.search(r"X\d\d", page.inner_text("body")), label  # user text is shown
+        if label != "transparency":  # counts per insurer only (the names are not hostile)
+            assert re.search(r"X\d\d", page.inner_text("body")), label  # user text is shown
         visited.append(label)
 
     for label in BROWSER_PAGES:

@@ -43,6 +43,7 @@ _PAYLOADS = [
     "{{ config.items() }}{{ ''.__class__.__mro__ }}",
     "理赔员态度很好<script>alert('保单')</script>但是流程太慢了",
     "柜台排队两小时 <img src=x onerror=alert(1)> 服务差评 😡",
+    "业务员就是个傻逼<svg onload=alert(1)>",  # abusive: shown on the screening page too
     "&lt;script&gt;alert(1)&lt;/script&gt; &#60;script&#62;",  # already-escaped entities
     "<!--<script>alert(1)//-->",
     "<![CDATA[<script>alert(1)</script>]]>",
