@@ -309,7 +309,7 @@ def world(
 
 def pages(w: World_) -> list[tuple[str, TestClient, str, dict[str, str]]]:
     """(label, client, path, headers) of every page that shows user text."""
-    i0, rid0, token0 = w.ratings[0]
+    month = f"period=month&p={w.month}"  # the finished month the hostile staff were rated in
     out: list[tuple[str, TestClient, str, dict[str, str]]] = [
         ("home", w.anon, "/", {}),
         ("insurer directory", w.anon, "/insurers", {}),
@@ -329,12 +329,12 @@ def pages(w: World_) -> list[tuple[str, TestClient, str, dict[str, str]]]:
         ("insurer inbox page 2", w.insurer, "/insurer/inbox?page=2", {}),
         ("insurer takedowns", w.insurer, "/insurer/takedowns", {}),
         ("insurer counter (devices)", w.insurer, "/insurer/counter", {}),
-        ("insurer rankings", w.insurer, "/insurer/rankings", {}),
+        ("insurer rankings", w.insurer, f"/insurer/rankings?{month}", {}),
         ("regulator home", w.regulator, "/regulator", {}),
         ("regulator takedowns", w.regulator, "/regulator/takedowns", {}),
         ("regulator screening", w.regulator, "/regulator/screening", {}),
-        ("regulator rankings", w.regulator, "/regulator/rankings", {}),
-        ("regulator drill-down", w.regulator, "/regulator/rankings/insurers/TA", {}),
+        ("regulator rankings", w.regulator, f"/regulator/rankings?{month}", {}),
+        ("regulator drill-down", w.regulator, f"/regulator/rankings/insurers/TA?{month}", {}),
         ("regulator counter", w.regulator, "/regulator/counter", {}),
     ]
     for code in w.insurers:
