@@ -22,7 +22,7 @@ from portal import credentials
 from portal.web.api import MAX_BODY
 from portal.web.routing import DeclaredRoute
 from tests.factories import World
-from tests.hostile.conftest import row_counts
+from tests.hostile.conftest import REPORT, row_counts
 from tests.web.conftest import BASE, csrf_of, login
 
 CHUNK = 16 * 1024
@@ -156,7 +156,10 @@ def test_every_body_route_refuses_oversized_bodies_before_parsing(
         assert sent.chunks_read <= most, (case, path, sent.chunks_read)
         checked.append(f"{method} {path}")
     assert row_counts(engine) == before
-    print(f"\n413 ({case}): {len(checked)} routes: {', '.join(checked)}")
+    REPORT.setdefault("413 before parsing", []).append(
+        f"{case}: {len(checked)} routes answered 413 having read at most "
+        f"{most * CHUNK // 1024} KiB of {TOTAL // 1024} KiB: {', '.join(checked)}"
+    )
 
 
 def test_a_body_at_the_limit_is_still_read(client: TestClient) -> None:
