@@ -42,9 +42,10 @@ from portal.web import (
     threads,
     workspace,
 )
-from portal.web.errors import HANDLERS
+from portal.web.api import MAX_BODY
+from portal.web.errors import HANDLERS, refuse
 from portal.web.rendering import make_templates
-from portal.web.security import SecurityHeaders
+from portal.web.security import BodyLimit, SecurityHeaders
 from portal.web.state import Portal
 
 log = logging.getLogger("portal")
@@ -161,7 +162,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes.append(Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, production=settings.environment == "production")],
+        middleware=[
+            Middleware(SecurityHeaders, production=settings.environment == "production"),
+            Middleware(BodyLimit, refuse=refuse, limit=MAX_BODY),
+        ],
         exception_handlers={**HANDLERS, ClientDisconnect: _client_gone},  # type: ignore[arg-type]
         lifespan=lifespan,
     )

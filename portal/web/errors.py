@@ -101,6 +101,11 @@ async def database_error(request: Request, exc: Exception) -> Response:
     return await portal_error(request, Unavailable(DATABASE_OUT, retry_after=RETRY_AFTER))
 
 
+def refuse(request: Request, exc: PortalError) -> Response:
+    """An error answered outside the routes (e.g. by BodyLimit), in the usual shape."""
+    return error_response(request, exc.status, exc.code, exc.message, exc.params, exc.field)
+
+
 HANDLERS = {
     PortalError: portal_error,
     HTTPException: http_error,

@@ -323,8 +323,11 @@ def _param(
     *,
     enum: list[str] | None = None,
     description: str | None = None,
+    digits: int | None = None,
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind, **({"enum": enum} if enum else {})}
+    if digits:  # a path id: routing.IdConvertor (9 digits) or Id64Convertor (18)
+        schema |= {"minimum": 0, "maximum": 10**digits - 1}
     param = {"name": name, "in": where, "required": where == "path", "schema": schema}
     return param | ({"description": description} if description else {})
 
@@ -654,7 +657,7 @@ PHONE_PATHS: dict[str, Any] = {
                 "Record a call attempt; a third unanswered one makes the task unreachable",
                 {"201": _json(_ref("VisitState"), "Recorded")},
                 body="AttemptIn",
-                params=[_param("task_id", "path", "integer")],
+                params=[_param("task_id", "path", "integer", digits=9)],
                 created=True,
             )
         )
@@ -708,7 +711,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "Checkpoint of a tree size",
             {"200": _json(_ref("Checkpoint"), "Checkpoint")},
-            params=[_param("tree_size", "path", "integer")],
+            params=[_param("tree_size", "path", "integer", digits=18)],
         )
     },
     "/api/v1/ratings/{rating_id}/proof": {
@@ -787,7 +790,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "One published ranking of the public scope (others answer 404)",
             {"200": _json(_ref("Ranking"), "A published ranking")},
-            params=[_param("snapshot_id", "path", "integer")],
+            params=[_param("snapshot_id", "path", "integer", digits=9)],
         )
     },
     "/api/v1/openapi.json": {

@@ -29,7 +29,7 @@ class SearchUnavailable(Unavailable):
 
 def _choice(params: QueryParams, name: str, options: tuple[str, ...], default: str) -> str:
     raw = params.get(name, "").strip()
-    if raw and raw not in options:
+    if (raw or name in params) and raw not in options:  # `?sort=` is a mistake, not a default
         raise BadRequest(
             "Invalid value “%(value)s” for the parameter %(name)s.",
             field=name,
