@@ -124,7 +124,9 @@ def portal_server(settings: Settings, engine: Engine) -> Iterator[PortalServer]:
     portal.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module: a live sync Playwright keeps its event loop marked running in the main
+# thread, so tests elsewhere that run their own loop (anyio.run) must not overlap it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("CI") == "true":

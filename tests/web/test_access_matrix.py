@@ -188,7 +188,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ("GET", "/insurers/{code}"): [Case(at("/insurers/TA"))],
     ("GET", "/reviews"): [Case(at("/reviews"))],
     ("GET", "/transparency"): [Case(at("/transparency"))],
-    ("GET", "/replies/{reply_id:int}/history"): [
+    ("GET", "/replies/{reply_id:id}/history"): [
         Case(lambda x, r: Req(f"/replies/{x.reply}/history"))
     ],
     ("GET", "/rankings"): [Case(at("/rankings"))],
@@ -221,7 +221,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
     ("GET", "/api/v1/checkpoints/consistency"): [
         Case(lambda x, r: Req("/api/v1/checkpoints/consistency", f"from=1&to={x.tree_size}"))
     ],
-    ("GET", "/api/v1/checkpoints/{tree_size:int}"): [
+    ("GET", "/api/v1/checkpoints/{tree_size:id64}"): [
         Case(lambda x, r: Req(f"/api/v1/checkpoints/{x.tree_size}"))
     ],
     ("GET", "/api/v1/ratings/{rating_id}/proof"): [
@@ -298,7 +298,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
         ),
     ],
     ("POST", "/api/v1/phone/return-visits"): [Case(_visit_upload, expect={"phone-b": 422})],
-    ("POST", "/api/v1/phone/return-visits/{task_id:int}/attempts"): [
+    ("POST", "/api/v1/phone/return-visits/{task_id:id}/attempts"): [
         Case(
             lambda x, r: Req(
                 f"/api/v1/phone/return-visits/{x.new_visit()}/attempts",
@@ -359,7 +359,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
             note="B cannot put a device in A's branch: the form's error for an unknown one",
         ),
     ],
-    ("POST", "/insurer/devices/{device_id:int}/revoke"): [
+    ("POST", "/insurer/devices/{device_id:id}/revoke"): [
         Case(lambda x, r: Req(f"/insurer/devices/{x.new_device()}/revoke"), ok=303, expect=B404)
     ],
     ("GET", "/insurer/phone"): [Case(at("/insurer/phone"))],
@@ -371,7 +371,7 @@ CASES: dict[tuple[str, str], list[Case]] = {
         Case(lambda x, r: Req(f"/insurer/clients/{x.new_client()}/revoke"), ok=303, expect=B404)
     ],
     ("GET", "/insurer/visits"): [Case(at("/insurer/visits"))],
-    ("POST", "/insurer/visits/{task_id:int}/phone"): [
+    ("POST", "/insurer/visits/{task_id:id}/phone"): [
         Case(
             lambda x, r: Req(
                 f"/insurer/visits/{x.new_visit(status='unreachable')}/phone",
