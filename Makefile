@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PORT ?= 8000
 
-.PHONY: run test test-sqlite test-postgres setup browser lint messages clean
+.PHONY: run test test-sqlite test-postgres setup browser lint messages clean reliability bench
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -49,11 +49,30 @@ test-postgres:
 	  echo "PostgreSQL is not reachable on 127.0.0.1:5432: skipped its run (CI always runs it)"; \
 	fi
 
+# The crash harness at full size (tests/reliability/): clients rate through every channel
+# while the server is SIGKILLed and restarted; figures in tests/reliability/results.json.
+RELIABILITY ?= --clients 16 --duration 60 --kills 10
+
+reliability: setup
+	$(BIN)/python -m tests.reliability $(RELIABILITY)
+	@if [ "$$CI" = "true" ] || pg_isready -q -h 127.0.0.1 -p 5432; then \
+	  $(BIN)/python -m tests.reliability $(RELIABILITY) --database-url $(PG_TEST_URL); \
+	else \
+	  echo "PostgreSQL is not reachable on 127.0.0.1:5432: skipped its run"; \
+	fi
+
 messages: setup
 	$(BIN)/pybabel extract -F babel.cfg -o portal/i18n/messages.pot --no-location --sort-output \
 	  --ignore-dirs=".* node_modules .venv var" \
 	  -k N_ -k Invalid -k Conflict -k NotFound -k BadRequest -k Forbidden -k Unauthorized -k RateLimited -k PayloadTooLarge -k PortalError .
 	$(BIN)/pybabel update -i portal/i18n/messages.pot -d portal/i18n -l zh_Hans --no-fuzzy-matching
+
+# The benchmark suite (docs/performance.md): `make bench` is the full run (about 15 min
+# and a 1M-rating database, made once in bench/.work); `make bench ARGS=--quick` is CI's
+# regression guard (under 5 min, fails when a figure is below half its target).
+bench: setup
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+	$(BIN)/python -m bench.run $(ARGS)
 
 clean:
 	rm -rf var/portal.db* var/meili

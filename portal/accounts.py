@@ -44,6 +44,11 @@ class Principal:
 ANONYMOUS = Principal(None, "", "anonymous")
 
 
+def clock() -> datetime:
+    """Now, for the session lifecycle; tests substitute it to move time on."""
+    return datetime.now(UTC)
+
+
 def add_user(
     conn: Connection, username: str, password: str, role: str, insurer: str | None = None
 ) -> int:
@@ -149,12 +154,20 @@ def _password_ok(stored: str | None, password: str) -> bool:
         return False
 
 
-def start_session(conn: Connection, user_id: int) -> str:
-    """A fresh opaque token for every login (no session fixation)."""
-    token = secrets.token_urlsafe(32)
+def start_session(conn: Connection, user_id: int, replacing: str = "") -> str:
+    """A fresh opaque token for every login (no session fixation). The session the browser
+    had (`replacing`, its old cookie) ends: the new cookie overwrites it, and a copy of
+    it elsewhere must not stay logged in."""
+    if replacing:
+        end_session(conn, replacing)
+    token, now = secrets.token_urlsafe(32), clock()
     conn.execute(
         LoginSession.__table__.insert().values(
-            token_hash=token_hash(token), user_id=user_id, csrf_token=secrets.token_urlsafe(32)
+            token_hash=token_hash(token),
+            user_id=user_id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            last_seen_at=now,
         )
     )
     return token
@@ -168,10 +181,11 @@ def load_session(
 ) -> Principal | None:
     """The principal behind a cookie token, or None if unknown, ended or timed out.
 
-    A plain read; it writes only to end a timed-out session or, at most once a minute,
-    to note activity (so page views do not queue behind SQLite's write lock).
+    A plain read; it writes only to end a timed-out session (or one of a deactivated
+    user) or, at most once a minute, to note activity (so page views do not queue
+    behind SQLite's write lock).
     """
-    now = datetime.now(UTC)
+    now = clock()
     with reading(engine) as conn:
         row = conn.execute(
             select(
@@ -183,17 +197,15 @@ def load_session(
                 User.username,
                 User.role,
                 User.insurer_id,
-            )
-            .join(User, User.id == LoginSession.user_id)
-            .where(
-                LoginSession.token_hash == token_hash(token),
-                LoginSession.ended_at.is_(None),
                 User.active,
             )
+            .join(User, User.id == LoginSession.user_id)
+            .where(LoginSession.token_hash == token_hash(token), LoginSession.ended_at.is_(None))
         ).first()
     if row is None:
         return None
-    if now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute:
+    expired = now - utc(row.last_seen_at) > idle or now - utc(row.created_at) > absolute
+    if expired or not row.active:  # a deactivated user's sessions end (reactivating won't revive)
         with engine.begin() as conn:
             end_session(conn, token)
         return None
@@ -211,7 +223,7 @@ def end_session(conn: Connection, token: str) -> None:
     conn.execute(
         LoginSession.__table__.update()
         .where(LoginSession.token_hash == token_hash(token))
-        .values(ended_at=datetime.now(UTC))
+        .values(ended_at=clock())
     )
 
 
@@ -220,6 +232,6 @@ def end_all_sessions(conn: Connection, user_id: int) -> int:
     result = conn.execute(
         LoginSession.__table__.update()
         .where(LoginSession.user_id == user_id, LoginSession.ended_at.is_(None))
-        .values(ended_at=datetime.now(UTC))
+        .values(ended_at=clock())
     )
     return int(result.rowcount)

@@ -67,15 +67,25 @@ def command(group: click.Group, name: str | None = None) -> Callable[..., Any]:
 
 
 CSV_ENCODINGS = ("utf-8-sig", "gb18030")  # Excel in China saves CSV as GBK (a GB18030 subset)
+MAX_CSV_BYTES = 64 * 1024 * 1024  # about 350,000 return-visit rows; split larger files
+_GB = {"gbk", "gb2312", "gb18030", "cp936", "936", "euc_cn", "euccn"}
 
 
 def read_csv_file(file: Path, encoding: str | None = None) -> str:
     """The text of a CSV file: UTF-8 (with or without BOM), else GB18030/GBK, or the
-    encoding the operator names."""
+    encoding the operator names. Refused whole (before reading) above MAX_CSV_BYTES."""
+    size = file.stat().st_size
+    if size > MAX_CSV_BYTES:
+        raise click.ClickException(
+            f"{file} is {size / 2**20:.1f} MiB, more than the {MAX_CSV_BYTES // 2**20} MiB "
+            "an import takes: split it"
+        )
     raw = file.read_bytes()
+    if not raw.strip():
+        raise click.ClickException(f"{file} is empty: expected a header line and rows")
     for name in (encoding,) if encoding else CSV_ENCODINGS:
         try:
-            return raw.decode(name)
+            text = raw.decode(name)
         except LookupError:
             msg = f"unknown encoding {name!r}"
             raise click.BadParameter(msg, param_hint="--encoding") from None
@@ -83,7 +93,23 @@ def read_csv_file(file: Path, encoding: str | None = None) -> str:
             if encoding:
                 line = raw[: err.start].count(b"\n") + 1
                 raise click.ClickException(f"{file} line {line} is not {encoding} text") from None
-    raise click.ClickException(f"{file} is neither UTF-8 nor GB18030/GBK text (see --encoding)")
+            continue
+        if name.lower().replace("-", "_") in _GB and not raw.isascii() and _is_utf8(raw):
+            # UTF-8 bytes read as GBK give plausible Chinese gibberish, not an error.
+            raise click.ClickException(
+                f"{file} is UTF-8 text, not {encoding}: drop --encoding (read as {encoding} "
+                "it would be stored as gibberish)"
+            )
+        return text
+    raise click.ClickException(f"{file} is neither UTF-8 nor GB18030/GBK text: save it as UTF-8")
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @click.group()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,6 +18,7 @@ from portal.config import ROOT, Settings
 from portal.models import APPEND_ONLY, SQLModel
 
 SQLITE_DBCONFIG_DEFENSIVE = 1010
+BUSY_TIMEOUT_SECONDS = 30
 
 
 def _sqlite_handle(conn: sqlite3.Connection) -> int | None:
@@ -46,8 +50,61 @@ def enable_defensive(conn: sqlite3.Connection, path: str) -> bool:
     return out.value == 1
 
 
+class WriteLockedConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions also hold an in-process lock.
+
+    SQLite's busy handler waits for the write lock by sleeping 1, 2, 5, ... up to 100 ms
+    at a time, so threads of one process queueing for it lose most of their time asleep
+    after the lock was already free (ingest fell to ~50 ratings/s, docs/performance.md).
+    Writers of one process queue on a threading.Lock instead, which wakes the next one
+    at once; the busy handler is left for writers of other processes. The lock is taken
+    at BEGIN IMMEDIATE (see on_begin) and released when the transaction ends.
+    """
+
+    write_lock: threading.Lock | None = None
+
+    def hold(self, lock: threading.Lock, timeout: float) -> None:
+        if not lock.acquire(timeout=timeout):
+            raise sqlite3.OperationalError("database is locked (in-process writers queue)")
+        self.write_lock = lock
+
+    def release(self) -> None:
+        lock, self.write_lock = self.write_lock, None
+        if lock is not None:
+            lock.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release()
+
+
+_WRITE_LOCKS: dict[str, threading.Lock] = {}
+# Off by default (SQLITE_WRITE_LOCK=1 turns it on): on the loaded benchmark machine it
+# gave a better p99 but fewer ratings/s than the busy handler (docs/performance.md).
+WRITE_LOCK = os.environ.get("SQLITE_WRITE_LOCK", "0") == "1"
+
+
+def _write_lock(path: str) -> threading.Lock:
+    return _WRITE_LOCKS.setdefault(path, threading.Lock())
+
+
 def _configure_sqlite(engine: Engine) -> None:
     path = str(Path(engine.url.database or "").resolve())
+    lock = _write_lock(path)
 
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -56,7 +113,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # an acknowledged rating survives power loss
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
         cur.execute("PRAGMA trusted_schema=OFF")
         cur.execute("PRAGMA recursive_triggers=ON")  # REPLACE then fires DELETE triggers
         cur.close()
@@ -68,7 +125,19 @@ def _configure_sqlite(engine: Engine) -> None:
         # busy_timeout instead of failing with SQLITE_BUSY when a read turns into a write.
         # Readers (see `reading`) take no lock at all: WAL gives them a snapshot.
         read_only = conn.get_execution_options().get("read_only", False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if read_only:
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_conn = conn.connection.driver_connection
+        locked = WRITE_LOCK and isinstance(dbapi_conn, WriteLockedConnection)
+        if locked and dbapi_conn.write_lock is None:
+            dbapi_conn.hold(lock, BUSY_TIMEOUT_SECONDS)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if isinstance(dbapi_conn, WriteLockedConnection):
+                dbapi_conn.release()
+            raise
 
 
 def make_engine(url: str, **kw: Any) -> Engine:
@@ -76,10 +145,44 @@ def make_engine(url: str, **kw: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **kw)
+        connect_args = {"check_same_thread": False, "factory": WriteLockedConnection}
+        engine = create_engine(url, connect_args=connect_args, **kw)
         _configure_sqlite(engine)
         return engine
+    # pre_ping: after a server restart, pooled connections are dead; each is tested at
+    # checkout and replaced. connect_timeout: an unreachable server fails a request in
+    # seconds (a 503) instead of hanging it.
+    kw.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+
+
+CONNECT_TIMEOUT = 5  # seconds
+# SQLSTATE classes of a server that is out, not of a bad query: connection exception,
+# transaction rollback (deadlock, serialization: the same request again succeeds),
+# insufficient resources, operator intervention (shutdown, starting up).
+_UNAVAILABLE_CLASSES = ("08", "40", "53", "57")
+_SQLITE_UNAVAILABLE = ("database is locked", "unable to open database file")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is this the database being out for a while (retry later), not a bug?
+
+    Pool timeouts and disconnects, a server that refuses connections or is shutting
+    down, a deadlock, SQLite still locked after its busy timeout. Bad SQL or a broken
+    constraint is not: those stay errors.
+    """
+    if isinstance(exc, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    if isinstance(exc.orig, sqlite3.Error):
+        return str(exc.orig).startswith(_SQLITE_UNAVAILABLE)
+    sqlstate = getattr(exc.orig, "sqlstate", None)  # None: no server answered at all
+    return sqlstate is None or str(sqlstate)[:2] in _UNAVAILABLE_CLASSES
 
 
 def reading(engine: Engine) -> Connection:

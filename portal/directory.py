@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select, update
 
+from portal.csvfiles import Records
 from portal.errors import Conflict, Invalid
 from portal.models import ROLES, Branch, Insurer, Staff
 from portal.regions import check_region
@@ -145,30 +144,19 @@ class StaffRow:
     name: str
     role: str
     phone: str | None = None
+    line: int | None = None  # in the CSV file it came from
 
 
 def parse_staff_csv(data: str) -> list[StaffRow]:
     """Parse `insurer,branch,staff_no,name,role[,phone]` (header required). Raises Invalid
-    with the line."""
-    reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    if tuple(reader.fieldnames or ()) not in (STAFF_COLUMNS, STAFF_COLUMNS_WITH_PHONE):
-        raise Invalid(
-            "The CSV header must be exactly: %(cols)s.",
-            field="file",
-            code="bad_header",
-            cols=",".join(STAFF_COLUMNS) + "[,phone]",
-        )
+    naming the line (all or nothing)."""
+    records = Records(data, STAFF_COLUMNS, STAFF_COLUMNS_WITH_PHONE)
     rows = []
-    for line, rec in enumerate(reader, start=2):
-        if None in rec or any(v is None for v in rec.values()):
-            raise Invalid(
-                "Line %(line)s: expected %(n)s columns.",
-                field="file",
-                code="bad_row",
-                line=line,
-                n=len(rec),
-            )
-        role = rec["role"].strip()
+    for line, rec in records:
+        if isinstance(rec, Invalid):  # an open quote, a field over 128 KiB
+            raise rec
+        fields = records.fields(line, rec)
+        role = fields["role"].strip()
         if role not in ROLES:
             raise Invalid(
                 "Line %(line)s: role must be one of %(roles)s.",
@@ -179,12 +167,13 @@ def parse_staff_csv(data: str) -> list[StaffRow]:
             )
         rows.append(
             StaffRow(
-                rec["insurer"].strip().upper(),
-                rec["branch"].strip(),
-                rec["staff_no"].strip(),
-                rec["name"].strip(),
+                fields["insurer"].strip().upper(),
+                fields["branch"].strip(),
+                fields["staff_no"].strip(),
+                fields["name"].strip(),
                 role,
-                (rec.get("phone") or "").strip() or None,
+                (fields.get("phone") or "").strip() or None,
+                line,
             )
         )
     return rows
@@ -196,15 +185,20 @@ def import_staff(
     """Insert new staff and update names/roles/branches (and phones, when given) of known
     ones. (added, updated)."""
     added = updated = 0
-    for line, row in enumerate(rows, start=2):
-        iid = insurer_id(conn, row.insurer)
-        bid = branch_id(conn, iid, row.branch) if row.branch else None
-        values = dict(
-            staff_no=_code(row.staff_no, "staff_no"),
-            name=_name(row.name, max_len=50),
-            role=row.role,
-            branch_id=bid,
-        )
+    for n, row in enumerate(rows, start=2):
+        line = row.line or n
+        try:
+            iid = insurer_id(conn, row.insurer)
+            bid = branch_id(conn, iid, row.branch) if row.branch else None
+            values = dict(
+                staff_no=_code(row.staff_no, "staff_no"),
+                name=_name(row.name, max_len=50),
+                role=row.role,
+                branch_id=bid,
+            )
+        except Invalid as err:  # say which line of the file, as the CSV checks do
+            err.field = f"line {line}: {err.field}"
+            raise
         if row.phone and phone_key:
             values["phone_hash"] = _staff_phone(phone_key, row.phone, line)
         existing = conn.execute(

@@ -56,3 +56,13 @@ class RateLimited(PortalError):
     def __init__(self, message: str, *, retry_after: int, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+
+
+class Unavailable(PortalError):
+    """A component the request needs (the database) is briefly out: retry later."""
+
+    status, code = 503, "unavailable"
+
+    def __init__(self, message: str, *, retry_after: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after

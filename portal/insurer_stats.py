@@ -20,7 +20,6 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
-from pypinyin import Style, lazy_pinyin
 from sqlalchemy import Connection, func, select
 
 from portal.errors import NotFound
@@ -108,6 +107,10 @@ def star_counts(m: Measures) -> dict[int, int] | None:
 @lru_cache(maxsize=4096)
 def pinyin_keys(name: str) -> tuple[str, str]:
     """(full pinyin, initials) of a name, lower-case letters and digits only."""
+    # Imported here: pypinyin's dictionaries cost ~55 MB per process, which only the
+    # directory and search pages need (not the channel APIs; docs/performance.md).
+    from pypinyin import Style, lazy_pinyin
+
     full = "".join(lazy_pinyin(name, style=Style.NORMAL))
     initials = "".join(lazy_pinyin(name, style=Style.FIRST_LETTER))
     return _NOT_ALNUM.sub("", full.lower()), _NOT_ALNUM.sub("", initials.lower())

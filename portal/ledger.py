@@ -37,7 +37,15 @@ from portal import merkle
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.db import reading
 from portal.errors import BadRequest, NotFound
-from portal.models import Checkpoint, LedgerEntry, LedgerQueue, Rating, RatingText
+from portal.models import (
+    Checkpoint,
+    LedgerEntry,
+    LedgerQueue,
+    Rating,
+    RatingText,
+    TakedownDecision,
+    TakedownRequest,
+)
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 LOCK_ID = 7262002
@@ -300,7 +308,7 @@ class Problem:
         return f"rating {self.rating_id}: {self.message}" if self.rating_id else self.message
 
 
-def _check_rating(r: Any) -> Iterator[Problem]:
+def _check_rating(r: Any, approved: dict[str, set[str]]) -> Iterator[Problem]:
     recomputed = rating_leaf_hash(r._mapping)
     if recomputed != r.leaf_hash:
         yield Problem(r.id, "stored data no longer matches its leaf hash")
@@ -310,11 +318,32 @@ def _check_rating(r: Any) -> Iterator[Problem]:
         and r.text_hash != text_commitment(bytes.fromhex(r.salt), r.body)
     ):
         yield Problem(r.id, "text no longer matches its commitment")
+    # The commitment cannot speak for a hidden or erased text: the takedown trail must.
+    if r.hidden and r.id not in approved:
+        yield Problem(r.id, "text hidden without an approved takedown")
+    if r.redacted and (r.body or not r.hidden or "personal_data" not in approved.get(r.id, ())):
+        yield Problem(r.id, "text marked erased without an approved personal-data takedown")
+
+
+TEXT_COLUMNS = (RatingText.salt, RatingText.body, RatingText.redacted, RatingText.hidden)
+
+
+def _approved_takedowns(conn: Connection) -> dict[str, set[str]]:
+    """Rating id -> reasons of its approved takedowns (few: read once, not per rating)."""
+    rows = conn.execute(
+        select(TakedownRequest.rating_id, TakedownRequest.reason)
+        .join(TakedownDecision, TakedownDecision.request_id == TakedownRequest.id)
+        .where(TakedownDecision.decision == "approved")
+    )
+    approved: dict[str, set[str]] = {}
+    for rating_id, reason in rows:
+        approved.setdefault(rating_id, set()).add(reason)
+    return approved
 
 
 def _sequenced(conn: Connection) -> Any:
     """Ledger entries in leaf order, each with its rating and text (if still there)."""
-    cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
+    cols = [*Rating.__table__.c, *TEXT_COLUMNS]
     stmt = (
         select(
             LedgerEntry.leaf_index,
@@ -330,11 +359,11 @@ def _sequenced(conn: Connection) -> Any:
     return conn.execution_options(yield_per=10_000).execute(stmt)
 
 
-def _check_entry(r: Any, index: int) -> Iterator[Problem]:
+def _check_entry(r: Any, index: int, approved: dict[str, set[str]]) -> Iterator[Problem]:
     if r.id is None:
         yield Problem(r.entry_rating, f"leaf {index}: the rating row is gone")
         return
-    yield from _check_rating(r)
+    yield from _check_rating(r, approved)
     if r.text_hash is not None and r.body is None:
         yield Problem(r.id, f"leaf {index}: its text row is gone")
     if r.ledger_hash != r.leaf_hash:
@@ -350,13 +379,14 @@ def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Proble
         if conn.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ")
         checkpoints = {c.tree_size: c for c in conn.execute(select(Checkpoint))}
+        approved = _approved_takedowns(conn)
         top = max(checkpoints, default=0)
         frontier: list[bytes] = []
         for index, r in enumerate(_sequenced(conn)):
             if r.leaf_index != index:
                 problems.append(Problem(None, f"ledger gap: leaf {index} is missing"))
                 break
-            problems.extend(_check_entry(r, index))
+            problems.extend(_check_entry(r, index, approved))
             frontier = merkle.frontier_append(frontier, index, bytes.fromhex(r.ledger_hash))
             if index + 1 in checkpoints:
                 cp = checkpoints.pop(index + 1)
@@ -373,7 +403,7 @@ def verify(engine: Engine, public: Ed25519PublicKey, origin: str) -> list[Proble
             Problem(None, f"checkpoint {s}: covers leaves that do not exist")
             for s in sorted(checkpoints)
         )
-        problems.extend(_verify_pending(conn))
+        problems.extend(_verify_pending(conn, approved))
     return problems
 
 
@@ -395,10 +425,10 @@ def _check_checkpoint(
         yield Problem(None, f"checkpoint {cp.tree_size}: bad signature")
 
 
-def _verify_pending(conn: Connection) -> Iterator[Problem]:
+def _verify_pending(conn: Connection, approved: dict[str, set[str]]) -> Iterator[Problem]:
     """Ratings not sequenced yet: their hashes, and that the checkpointer will see them."""
     seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
-    cols = [*Rating.__table__.c, RatingText.salt, RatingText.body, RatingText.redacted]
+    cols = [*Rating.__table__.c, *TEXT_COLUMNS]
     stmt = (
         select(*cols, QUEUE.rating_id.label("queued"), QUEUE.sequenced_at.label("stamped"))
         .outerjoin(RatingText, RatingText.rating_id == Rating.id)
@@ -406,7 +436,7 @@ def _verify_pending(conn: Connection) -> Iterator[Problem]:
         .where(~seq.exists())
     )
     for r in conn.execution_options(yield_per=10_000).execute(stmt):
-        yield from _check_rating(r)
+        yield from _check_rating(r, approved)
         if r.queued is None:
             yield Problem(r.id, "not in the ledger queue: the checkpointer would never sequence it")
         elif r.stamped is not None:

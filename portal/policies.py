@@ -7,10 +7,8 @@ and "138 0013 8000", "+86 13800138000" and "13800138000" all hash alike.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberTyp
 from sqlalchemy import Connection, select
 
 from portal import directory
+from portal.csvfiles import Records
 from portal.errors import Invalid, PortalError
 from portal.i18n import N_
 from portal.models import Policy
@@ -141,23 +140,8 @@ class ImportReport:
         }
 
 
-def csv_reader(data: str, columns: tuple[str, ...] = COLUMNS) -> csv.DictReader[str]:
-    """A reader over CSV text whose header must be exactly `columns` (a BOM is allowed)."""
-    reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    if tuple(reader.fieldnames or ()) != columns:
-        raise Invalid(
-            "The CSV header must be exactly: %(cols)s.",
-            field="file",
-            code="bad_header",
-            cols=",".join(columns),
-        )
-    return reader
-
-
-def _row(conn: Connection, rec: dict[str | Any, Any], key: bytes) -> tuple[int, str, str]:
+def _row(conn: Connection, rec: dict[str, str], key: bytes) -> tuple[int, str, str]:
     """(insurer id, policy number, phone hash) of one CSV record, or Invalid."""
-    if None in rec or any(v is None for v in rec.values()):
-        raise Invalid("Expected 3 columns: insurer,policy_no,phone.", field="file", code="bad_row")
     insurer = rec["insurer"].strip().upper()
     if "\x00" in insurer:  # PostgreSQL refuses NUL in a query parameter
         insurer = insurer.replace("\x00", "\\0")
@@ -168,12 +152,13 @@ def _row(conn: Connection, rec: dict[str | Any, Any], key: bytes) -> tuple[int, 
 
 def import_csv(conn: Connection, data: str, key: bytes) -> ImportReport:
     """Import `insurer,policy_no,phone` rows in the caller's transaction."""
-    reader, report = csv_reader(data), ImportReport()
+    records, report = Records(data, COLUMNS), ImportReport()
     seen: dict[tuple[int, str], int] = {}
-    for rec in reader:
-        line = reader.line_num  # the physical line, also right after quoted newlines
+    for line, rec in records:  # the line each record starts on
         try:
-            iid, policy_no, digest = _row(conn, rec, key)
+            if isinstance(rec, Invalid):  # an open quote, a field over 128 KiB
+                raise rec
+            iid, policy_no, digest = _row(conn, records.fields(line, rec), key)
             if (iid, policy_no) in seen:
                 raise Invalid(
                     "The same policy is already on line %(line)s.",

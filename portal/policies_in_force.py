@@ -7,8 +7,6 @@ must be valid or nothing is stored; a later report for the same month replaces i
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -17,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from portal.csvfiles import Records
 from portal.errors import Invalid
 from portal.models import Insurer, PoliciesInForce, utcnow
 
@@ -66,32 +65,29 @@ def parse_count(value: Any, field: str = "policies") -> int:
 
 
 def parse_csv(data: str) -> list[Report]:
-    """`insurer,month,policies` with a header; the first bad line raises Invalid."""
-    reader = csv.DictReader(io.StringIO(data.lstrip("\ufeff")))
-    if tuple(reader.fieldnames or ()) != COLUMNS:
-        raise Invalid(
-            "The CSV header must be exactly: %(cols)s.",
-            field="file",
-            code="bad_header",
-            cols=",".join(COLUMNS),
-        )
+    """`insurer,month,policies` with a header; the first bad line raises Invalid (all or
+    nothing), naming its line."""
+    records = Records(data, COLUMNS)
     rows = []
-    for line, rec in enumerate(reader, start=2):
-        if None in rec or any(v is None for v in rec.values()) or line > MAX_ROWS + 1:
+    for line, rec in records:
+        if isinstance(rec, Invalid):  # an open quote, a field over 128 KiB
+            raise rec
+        if len(rows) >= MAX_ROWS:
             raise Invalid(
-                "Line %(line)s: expected %(n)s columns.",
+                "The file has more than %(max)s rows (line %(line)s): split it.",
                 field="file",
-                code="bad_row",
+                code="too_many_rows",
+                max=MAX_ROWS,
                 line=line,
-                n=len(COLUMNS),
             )
+        fields = records.fields(line, rec)
         try:
-            month = parse_month(rec["month"])
-            count = parse_count(rec["policies"])
+            month = parse_month(fields["month"])
+            count = parse_count(fields["policies"])
         except Invalid as err:
             err.field = f"line {line}: {err.field}"
             raise
-        rows.append(Report(rec["insurer"].strip().upper(), month, count))
+        rows.append(Report(fields["insurer"].strip().upper(), month, count))
     return rows
 
 

@@ -36,6 +36,7 @@ from portal.models import (
     RatingText,
     Staff,
 )
+from portal.writer import group_commit
 
 MAX_TEXT = 2000
 CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
@@ -405,26 +406,21 @@ def record_batch(
     `recorded_at` is only for loading historical data (demo, imports): it gives each
     rating's recording time. Live writes are recorded now.
     """
+
+    def unit(conn: Connection) -> list[Receipt]:
+        return record_many(conn, ratings, skew=skew, recorded_at=recorded_at, within=within)
+
     for attempt in range(2):
         try:
-            return _record_batch(engine, ratings, skew, recorded_at, within)
+            # Group commit: committed with the ratings of concurrent callers, each in its
+            # own savepoint; returns only after the COMMIT (portal/writer.py).
+            return group_commit(engine, unit)
         except IntegrityError:
             # A concurrent request with the same idempotency key won the race; on the
-            # retry _existing() finds its row and we answer as a replay.
+            # retry the stored row is found and answered as a replay.
             if attempt:
                 raise
     raise AssertionError("unreachable")
-
-
-def _record_batch(
-    engine: Engine,
-    ratings: Sequence[RatingIn],
-    skew: int,
-    recorded_at: Callable[[RatingIn], datetime] | None,
-    within: Within | None,
-) -> list[Receipt]:
-    with engine.begin() as conn:
-        return record_many(conn, ratings, skew=skew, recorded_at=recorded_at, within=within)
 
 
 Timings = dict[str, float]

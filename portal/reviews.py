@@ -153,6 +153,8 @@ class ReviewFilter:
         for name, parse in PARSERS.items():
             raw = params.get(name, "").strip()
             if not raw:
+                if strict and name in params:  # the API: `?stage=` is not "any stage"
+                    raise _bad(name, raw)
                 continue
             try:
                 values[name] = parse(raw)

@@ -8,7 +8,6 @@ keyed hash, which is what the fraud signals compare; pages show it masked.
 
 from __future__ import annotations
 
-import csv
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from portal import policies, workdays
 from portal.canonical import utc
+from portal.csvfiles import Records
 from portal.errors import BadRequest, Conflict, Invalid, NotFound, PortalError
 from portal.models import Insurer, Rating, Staff, VisitAttempt, VisitTask
 from portal.policies import ImportReport, RowError
@@ -210,77 +210,12 @@ def _check_csv_record(lookup: _Lookup, rec: list[str], key: bytes, today: date) 
     return check_row(lookup, lookup.insurer(insurer), item, key, today)
 
 
-class _Lines:
-    """The physical lines of a CSV text, fed to csv.reader one by one, so each record's
-    first line is known and reading can resume after a record that cannot be parsed."""
-
-    def __init__(self, data: str) -> None:
-        self.lines = data.splitlines(keepends=True)
-        self.pos = 0  # lines handed out so far
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        if self.pos >= len(self.lines):
-            raise StopIteration
-        self.pos += 1
-        return self.lines[self.pos - 1]
-
-
 def csv_records(data: str) -> Iterator[tuple[int, list[str] | Invalid]]:
     """(first line, fields) of each non-empty record after the header, or (line, Invalid)
     for a record the csv module cannot read: a quote left open (reported from the line
     it opens on, not at the end of the file it swallowed) or a field over csv's limit
     (128 KiB). Reading goes on with the line after that record's first line."""
-    src = _Lines(data.lstrip("\ufeff"))
-    reader = csv.reader(src, strict=True)
-    header = next(reader, None)
-    if tuple(header or ()) != COLUMNS:
-        raise Invalid(
-            "The CSV header must be exactly: %(cols)s.",
-            field="file",
-            code="bad_header",
-            cols=",".join(COLUMNS),
-        )
-    while True:
-        start = src.pos + 1
-        try:
-            rec = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as err:
-            yield start, _csv_error(str(err), start, src.pos)
-            src.pos = start  # the next record starts on the line after this one's first
-            reader = csv.reader(src, strict=True)
-            continue
-        if rec:  # a blank line
-            yield start, rec
-
-
-def _csv_error(message: str, start: int, end: int) -> Invalid:
-    if "field limit" in message and end == start:
-        return Invalid(
-            "A field on line %(line)s is longer than %(kib)s KiB.",
-            field="file",
-            code="field_too_long",
-            line=start,
-            kib=csv.field_size_limit() // 1024,
-        )
-    if end > start or "end of data" in message:
-        return Invalid(
-            "Unterminated quote from line %(line)s: the record never ends.",
-            field="file",
-            code="unterminated_quote",
-            line=start,
-        )
-    return Invalid(
-        "Line %(line)s is not valid CSV (%(reason)s).",
-        field="file",
-        code="bad_csv",
-        line=start,
-        reason=message[:80],
-    )
+    return iter(Records(data, COLUMNS))
 
 
 def check_csv(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -266,6 +267,128 @@ def _leaf_hashes(engine: Engine) -> list[bytes]:
         ]
 
 
+def _tamper_text(settings: Settings, sql: str, rid: str) -> None:
+    """An owner who switches off the guard on rating_texts and rewrites a row."""
+    owner = make_engine(settings.database_url)
+    with owner.begin() as conn:
+        if owner.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE rating_texts DISABLE TRIGGER rating_texts_guard"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS rating_texts_guard"))
+        conn.execute(text(sql), {"id": rid})
+    owner.dispose()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # a new text, marked "erased" so that its commitment would not be checked
+        "UPDATE rating_texts SET body = '服务很好，五星推荐', redacted = true "
+        "WHERE rating_id = :id",
+        # hidden as if by a takedown, but no takedown was ever approved
+        "UPDATE rating_texts SET hidden = true, hidden_at = CURRENT_TIMESTAMP, "
+        "hidden_reason = 'abuse' WHERE rating_id = :id",
+        # erased without a takedown
+        "UPDATE rating_texts SET body = '', redacted = true, hidden = true, "
+        "hidden_at = CURRENT_TIMESTAMP, hidden_reason = 'personal_data' WHERE rating_id = :id",
+    ],
+    ids=["rewritten_as_erased", "hidden_without_takedown", "erased_without_takedown"],
+)
+def test_a_text_changed_behind_the_guard_is_named_by_verify(
+    scratch_settings: Settings, sql: str
+) -> None:
+    engine = make_engine(scratch_settings.runtime_database_url)
+    key = ledger.load_key(
+        scratch_settings.ledger_key_path, scratch_settings.ledger_origin, create=True
+    )
+    world = make_world(engine)
+    receipts = [record(engine, rating_in(world, value=1, text="理赔拖了三个月")) for _ in range(3)]
+    ledger.checkpoint(engine, key)
+    victim = receipts[1].id
+    _tamper_text(scratch_settings, sql, victim)
+    problems = ledger.verify(engine, key.private.public_key(), key.origin)
+    assert {p.rating_id for p in problems if p.rating_id} == {victim}, problems
+    engine.dispose()
+
+
+def _sequenced_world(settings: Settings, n: int = 4, **kw: object) -> tuple[Engine, Any, list]:
+    engine = make_engine(settings.runtime_database_url)
+    key = ledger.load_key(settings.ledger_key_path, settings.ledger_origin, create=True)
+    world = make_world(engine)
+    receipts = [record(engine, rating_in(world, value=1, **kw)) for _ in range(n)]
+    ledger.checkpoint(engine, key)
+    return engine, key, receipts
+
+
+def test_rewriting_the_ledger_entry_too_breaks_the_signed_root(
+    scratch_settings: Settings,
+) -> None:
+    """docs/reliability.md: rating, its leaf hash and its ledger entry all rewritten."""
+    from portal.canonical import rating_leaf_hash
+    from portal.models import Rating
+
+    engine, key, receipts = _sequenced_world(scratch_settings)
+    victim = receipts[2].id
+    _tamper(scratch_settings, "UPDATE ratings SET value = 5, score = 100 WHERE id = :id", victim)
+    with engine.connect() as conn:
+        row = dict(conn.execute(select(Rating).where(Rating.id == victim)).one()._mapping)
+    leaf = rating_leaf_hash(row)
+    _tamper(scratch_settings, f"UPDATE ratings SET leaf_hash = '{leaf}' WHERE id = :id", victim)
+    owner = make_engine(scratch_settings.database_url)
+    with owner.begin() as conn:
+        if owner.dialect.name == "postgresql":
+            conn.execute(
+                text("ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_change")
+            )
+        else:
+            conn.execute(text("DROP TRIGGER ledger_entries_no_update"))
+        conn.execute(
+            text("UPDATE ledger_entries SET leaf_hash = :h WHERE rating_id = :id"),
+            {"h": leaf, "id": victim},
+        )
+    owner.dispose()
+    problems = [str(p) for p in ledger.verify(engine, key.private.public_key(), key.origin)]
+    assert any("root does not match the ledger leaves" in p for p in problems), problems
+    engine.dispose()
+
+
+def test_deleting_a_sequenced_rating_is_named_by_verify(scratch_settings: Settings) -> None:
+    engine, key, receipts = _sequenced_world(scratch_settings, text=None)
+    victim = receipts[1].id
+    owner = make_engine(scratch_settings.database_url)
+    raw = owner.raw_connection()
+    try:
+        cur = raw.cursor()
+        if owner.dialect.name == "postgresql":  # replica mode skips the foreign keys
+            cur.execute("SET session_replication_role = replica")
+            cur.execute("ALTER TABLE ratings DISABLE TRIGGER ratings_no_change")
+            cur.execute("DELETE FROM ratings WHERE id = %s", (victim,))
+        else:
+            cur.execute("PRAGMA foreign_keys = OFF")  # our connections begin no transaction
+            cur.execute("DROP TRIGGER ratings_no_delete")
+            cur.execute("DELETE FROM ratings WHERE id = ?", (victim,))
+        raw.commit()
+    finally:
+        raw.close()
+        owner.dispose()
+    problems = ledger.verify(engine, key.private.public_key(), key.origin)
+    assert any(p.rating_id == victim and "gone" in p.message for p in problems), problems
+    engine.dispose()
+
+
+def test_a_rewritten_text_is_named_by_verify(scratch_settings: Settings) -> None:
+    engine, key, receipts = _sequenced_world(scratch_settings, text="理赔拖了三个月")
+    victim = receipts[0].id
+    _tamper_text(
+        scratch_settings, "UPDATE rating_texts SET body = '理赔很快' WHERE rating_id = :id", victim
+    )
+    problems = ledger.verify(engine, key.private.public_key(), key.origin)
+    assert [(p.rating_id, p.message) for p in problems] == [
+        (victim, "text no longer matches its commitment")
+    ]
+    engine.dispose()
+
+
 def test_a_rating_stamped_without_a_ledger_entry_is_named_by_verify(
     scratch_settings: Settings,
 ) -> None:
@@ -289,6 +412,7 @@ def test_a_rating_stamped_without_a_ledger_entry_is_named_by_verify(
     assert [p.rating_id for p in problems] == [hidden]
     assert "no ledger entry" in str(problems[0])
     engine.dispose()
+
 
 
 def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.LedgerKey) -> None:
@@ -324,3 +448,4 @@ def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.Ledg
         ).scalar_one()
     assert order == sorted(order)
     assert open_rows == 0
+

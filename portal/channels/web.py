@@ -6,9 +6,10 @@ and stage per 30 days, checked inside the rating's own transaction. Without proo
 rating is stored as unverified (shown, but left out of rankings).
 
 The form carries a hidden nonce made when it was shown: its hash is the idempotency
-key (a double submit stores one rating), the time in it is the rating's occurred_at
-(so a resubmission has the same fingerprint), and the nonce itself is the secret of
-the receipt link (only its SHA-256 is stored), so a replay finds the same receipt.
+key (a double submit stores one rating; the same form sent again with other answers
+is refused with 409), the time in it is the rating's occurred_at (so a resubmission
+has the same fingerprint), and the nonce itself is the secret of the receipt link
+(only its SHA-256 is stored), so a replay finds the same receipt.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from portal.models import (
     WebReview,
 )
 from portal.policies import normalise_phone, normalise_policy_no
-from portal.ratings import CHINA, RatingIn, Within, clean_text, day_of, record
+from portal.ratings import CHINA, RatingIn, Within, clean_text, day_of, fingerprint, record
 from portal.sms import Sender
 from portal.verification import CodeSent, Customer
 
@@ -336,14 +337,24 @@ def _within(customer: Customer | None, code_id: int | None, token: str) -> Withi
 
 
 def _replay(engine: Engine, rating: RatingIn, nonce: str) -> WebReceipt | None:
-    """This form was stored already (a double submit): answer with that receipt."""
+    """This form was stored already (a double submit): answer with that receipt. The
+    same form sent again with other answers is refused (409), as on every channel: the
+    first rating stands, and the visitor is not shown its receipt as if it were theirs."""
     with reading(engine) as conn:
-        rid = conn.execute(
-            select(Rating.id).where(
+        stored = conn.execute(
+            select(Rating.id, Rating.fingerprint).where(
                 Rating.source == SOURCE, Rating.idempotency_key == rating.idempotency_key
             )
-        ).scalar()
-    return WebReceipt(rid, nonce, replayed=True) if rid else None
+        ).first()
+    if stored is None:
+        return None
+    if stored.fingerprint != fingerprint(rating, clean_text(rating.text), rating.occurred_at):
+        raise Conflict(
+            "This form was already sent with other answers, and that rating is stored. "
+            "To rate again, reload the page.",
+            code="idempotency_conflict",
+        )
+    return WebReceipt(stored.id, nonce, replayed=True)
 
 
 def submit(engine: Engine, form: WebForm, key: bytes, skew: int = 120) -> WebReceipt:

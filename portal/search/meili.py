@@ -128,6 +128,14 @@ class MeiliIndex:
             return False
         return True
 
+    def status(self) -> str:
+        """ok; degraded: the server answers but our index or key does not work; down."""
+        try:
+            self.client.health()  # needs no key
+        except Exception:
+            return "down"
+        return "ok" if self.healthy() else "degraded"
+
     def search(self, q: SearchQuery) -> SearchResult:
         params: dict[str, Any] = {
             "filter": [f"{k} = {filter_value(v)}" for k, v in q.filters().items()]

@@ -12,12 +12,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
-from portal.db import make_engine
+from portal.db import make_engine, unavailable
 from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
@@ -40,9 +42,10 @@ from portal.web import (
     threads,
     workspace,
 )
-from portal.web.errors import HANDLERS
+from portal.web.api import MAX_BODY
+from portal.web.errors import HANDLERS, refuse
 from portal.web.rendering import make_templates
-from portal.web.security import SecurityHeaders
+from portal.web.security import BodyLimit, SecurityHeaders
 from portal.web.state import Portal
 
 log = logging.getLogger("portal")
@@ -86,12 +89,18 @@ ROUTERS = (
 
 
 async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:
-    """Run a blocking job periodically off the event loop; failures are logged, not fatal."""
+    """Run a blocking job periodically off the event loop; failures are logged, not fatal.
+
+    A database outage is expected to end: one line per round, not a traceback every
+    two seconds; the engine reconnects by itself once the server is back."""
     while True:
         try:
             await run_in_threadpool(job)
-        except Exception:
-            log.exception("background job %s failed; will retry", name)
+        except Exception as exc:
+            if unavailable(exc):
+                log.warning("background job %s: database unavailable; will retry", name)
+            else:
+                log.exception("background job %s failed; will retry", name)
         await asyncio.sleep(seconds)
 
 
@@ -112,6 +121,13 @@ def _background(portal: Portal) -> list[asyncio.Task[None]]:
             )
         )
     return tasks
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request body arrived (a device's short timeout, a
+    closed tab): nothing was read, so nothing was done; nobody is left to answer, and it
+    is not a server error (no 500, no stack trace in the log)."""
+    return Response(status_code=400)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -146,7 +162,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes.append(Mount("/static", StaticFiles(directory=ROOT / "static"), name="static"))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders, production=settings.environment == "production")],
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        middleware=[
+            Middleware(SecurityHeaders, production=settings.environment == "production"),
+            Middleware(BodyLimit, refuse=refuse, limit=MAX_BODY),
+        ],
+        exception_handlers={**HANDLERS, ClientDisconnect: _client_gone},  # type: ignore[arg-type]
         lifespan=lifespan,
     )

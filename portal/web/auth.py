@@ -38,7 +38,8 @@ async def login(request: Request) -> Response:
     if user is None:
         message = N_("Wrong user name or password.")
         return _form_error(request, username, target, message, {}, 401)
-    token = await portal.write(accounts.start_session, user.id)
+    previous = request.cookies.get(SESSION_COOKIE, "")
+    token = await portal.write(accounts.start_session, user.id, previous)
     response = RedirectResponse(target if target != "/" else HOME_FOR_ROLE[user.role], 303)
     response.set_cookie(
         SESSION_COOKIE,

@@ -86,7 +86,7 @@ def _revoke(conn: Connection, insurer_id: int, device_id: int, actor: str) -> No
     audit.log(conn, actor, "device.revoke", f"device:{device_id}")
 
 
-@router.route("/insurer/devices/{device_id:int}/revoke", roles="insurer", methods=("POST",))
+@router.route("/insurer/devices/{device_id:id}/revoke", roles="insurer", methods=("POST",))
 async def revoke_device(request: Request) -> Response:
     principal = request.state.principal
     await request.state.portal.write(

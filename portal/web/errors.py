@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from portal.errors import PortalError
+from portal.db import unavailable
+from portal.errors import PortalError, Unavailable
 from portal.i18n import N_, translate
 from portal.web.rendering import locale_of, render
 
@@ -24,6 +26,7 @@ STATUS_CODES = {
     422: "invalid",
     429: "rate_limited",
     500: "internal_error",
+    503: "unavailable",
 }
 STATUS_MESSAGES = {
     400: N_("The request could not be understood."),
@@ -34,6 +37,8 @@ STATUS_MESSAGES = {
     413: N_("The request is too large."),
     500: N_("Something went wrong on our side. It has been logged; please try again."),
 }
+DATABASE_OUT = N_("The service is briefly unavailable. Please try again in a few seconds.")
+RETRY_AFTER = 5  # seconds: a database restart or failover takes about this long
 
 
 def error_response(
@@ -86,4 +91,24 @@ async def server_error(request: Request, exc: Exception) -> Response:
     return error_response(request, 500, "internal_error", STATUS_MESSAGES[500])
 
 
-HANDLERS = {PortalError: portal_error, HTTPException: http_error, Exception: server_error}
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The database is out (down, restarting, pool exhausted): 503 with Retry-After, so
+    clients retry with the same idempotency key. Any other database error is a bug: 500."""
+    if not unavailable(exc):
+        return await server_error(request, exc)
+    first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, first_line)
+    return await portal_error(request, Unavailable(DATABASE_OUT, retry_after=RETRY_AFTER))
+
+
+def refuse(request: Request, exc: PortalError) -> Response:
+    """An error answered outside the routes (e.g. by BodyLimit), in the usual shape."""
+    return error_response(request, exc.status, exc.code, exc.message, exc.params, exc.field)
+
+
+HANDLERS = {
+    PortalError: portal_error,
+    HTTPException: http_error,
+    SQLAlchemyError: database_error,
+    Exception: server_error,
+}

@@ -45,7 +45,7 @@ async def consistency(request: Request) -> Response:
     return JSONResponse({"from": first, "to": second, "proof": proof})
 
 
-@router.route("/api/v1/checkpoints/{tree_size:int}", roles="public")
+@router.route("/api/v1/checkpoints/{tree_size:id64}", roles="public")
 async def checkpoint_by_size(request: Request) -> Response:
     portal = request.state.portal
     size = request.path_params["tree_size"]

@@ -25,7 +25,17 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 ERROR = _json(_ref("Error"), "Error; the body says which field and why")
+UNAVAILABLE = {
+    **_json(
+        _ref("Error"),
+        "The database is briefly unavailable (code `unavailable`). Send the same request "
+        "again, same idempotency key, after Retry-After seconds: if it was stored after "
+        "all, the answer is the original receipt (200)",
+    ),
+    "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+}
 ERRORS = {str(code): ERROR for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+ERRORS["503"] = UNAVAILABLE
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601 with offset"}
 STAGE = {"type": "string", "enum": ["issuance", "renewal", "claim"]}
 KEY = {
@@ -313,8 +323,11 @@ def _param(
     *,
     enum: list[str] | None = None,
     description: str | None = None,
+    digits: int | None = None,
 ) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": kind, **({"enum": enum} if enum else {})}
+    if digits:  # a path id: routing.IdConvertor (9 digits) or Id64Convertor (18)
+        schema |= {"minimum": 0, "maximum": 10**digits - 1}
     param = {"name": name, "in": where, "required": where == "path", "schema": schema}
     return param | ({"description": description} if description else {})
 
@@ -644,7 +657,7 @@ PHONE_PATHS: dict[str, Any] = {
                 "Record a call attempt; a third unanswered one makes the task unreachable",
                 {"201": _json(_ref("VisitState"), "Recorded")},
                 body="AttemptIn",
-                params=[_param("task_id", "path", "integer")],
+                params=[_param("task_id", "path", "integer", digits=9)],
                 created=True,
             )
         )
@@ -698,7 +711,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "Checkpoint of a tree size",
             {"200": _json(_ref("Checkpoint"), "Checkpoint")},
-            params=[_param("tree_size", "path", "integer")],
+            params=[_param("tree_size", "path", "integer", digits=18)],
         )
     },
     "/api/v1/ratings/{rating_id}/proof": {
@@ -777,7 +790,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "One published ranking of the public scope (others answer 404)",
             {"200": _json(_ref("Ranking"), "A published ranking")},
-            params=[_param("snapshot_id", "path", "integer")],
+            params=[_param("snapshot_id", "path", "integer", digits=9)],
         )
     },
     "/api/v1/openapi.json": {

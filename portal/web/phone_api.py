@@ -141,7 +141,7 @@ def _strings(item: dict[str, Any]) -> bool:
 
 
 @router.route(
-    "/api/v1/phone/return-visits/{task_id:int}/attempts", roles="client", methods=("POST",)
+    "/api/v1/phone/return-visits/{task_id:id}/attempts", roles="client", methods=("POST",)
 )
 async def record_attempt(request: Request) -> Response:
     client, raw = await signed_client(request)

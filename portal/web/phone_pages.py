@@ -136,7 +136,7 @@ def _correct(
     audit.log(conn, actor, "visit.correct_phone", f"visit:{task_id}", cycle=task.cycle)
 
 
-@router.route("/insurer/visits/{task_id:int}/phone", roles="insurer", methods=("POST",))
+@router.route("/insurer/visits/{task_id:id}/phone", roles="insurer", methods=("POST",))
 async def correct_phone(request: Request) -> Response:
     """A corrected number for an unreachable visit reopens it (a new cycle from today)."""
     principal = request.state.principal

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, func, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from portal import ledger, rollups
+from portal.canonical import utc
 from portal.i18n import LOCALES
 from portal.models import Outbox
+from portal.web.errors import RETRY_AFTER
 from portal.web.rendering import render
 from portal.web.routing import Router
 
@@ -53,36 +57,55 @@ async def switch_language(request: Request) -> Response:
 
 
 def _health(conn: Connection) -> dict[str, Any]:
-    conn.execute(text("SELECT 1"))
-    pending = conn.execute(
-        select(func.count()).select_from(Outbox).where(Outbox.done_at.is_(None))
-    ).scalar_one()
+    """What the database says: outbox backlog and the latest signed checkpoint."""
+    now = datetime.now(UTC)
+    backlog = conn.execute(
+        select(
+            func.count(),
+            func.count().filter(Outbox.attempts > 0),
+            func.min(Outbox.created_at),
+        ).where(Outbox.done_at.is_(None))
+    ).one()
     cp = ledger.latest(conn)
-    return {"outbox_pending": pending, "tree_size": cp.tree_size if cp else 0}
+    return {
+        "outbox_pending": backlog[0],
+        "outbox_failing": backlog[1],  # pending rows whose last indexing attempt failed
+        "outbox_oldest_age_seconds": _age(now, backlog[2]),
+        "tree_size": cp.tree_size if cp else 0,
+        "checkpoint_age_seconds": _age(now, cp.timestamp if cp else None),
+    }
+
+
+def _age(now: datetime, since: datetime | None) -> float | None:
+    return None if since is None else round((now - utc(since)).total_seconds(), 1)
+
+
+FACTS = ("outbox_pending", "outbox_failing", "outbox_oldest_age_seconds", "tree_size")
+UNKNOWN: dict[str, None] = dict.fromkeys((*FACTS, "checkpoint_age_seconds"))  # db down
 
 
 @router.route("/healthz", roles="public")
 async def healthz(request: Request) -> Response:
+    """Each component as it is: 200 while the database answers, else 503 (docs/outages.md
+    "/healthz"). search: ok, degraded (answers, but the index is missing or lagging
+    behind failed outbox rows), down, or fallback (no Meilisearch configured)."""
     portal = request.state.portal
     try:
-        facts = await portal.read(_health)
-        db = "ok"
+        facts, db = await portal.read(_health), "ok"
     except Exception:  # noqa: BLE001 - any database failure means "down" here
-        facts, db = {}, "down"
-    search_ok = await _search_ok(portal)
+        facts, db = UNKNOWN, "down"
     body = {
         "db": db,
-        "search": "ok" if search_ok else "degraded",
+        "search": await _search_status(portal.search, facts),
         "search_backend": portal.search.name,
         **facts,
     }
-    return JSONResponse(body, status_code=200 if db == "ok" else 503)
+    headers = {} if db == "ok" else {"Retry-After": str(RETRY_AFTER)}
+    return JSONResponse(body, status_code=200 if db == "ok" else 503, headers=headers)
 
 
-async def _search_ok(portal: Any) -> bool:
-    from starlette.concurrency import run_in_threadpool
-
-    try:
-        return bool(await run_in_threadpool(portal.search.healthy))
-    except Exception:  # noqa: BLE001
-        return False
+async def _search_status(index: Any, facts: dict[str, Any]) -> str:
+    if index.name != "meilisearch":  # the SQL fallback reads the database itself
+        return "fallback" if await run_in_threadpool(index.healthy) else "down"
+    status = str(await run_in_threadpool(index.status))
+    return "degraded" if status == "ok" and facts["outbox_failing"] else status

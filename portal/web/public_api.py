@@ -12,23 +12,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from portal import insurer_stats, reviews
-from portal.errors import BadRequest, NotFound, PortalError
+from portal.errors import BadRequest, NotFound, Unavailable
 from portal.ratings import CHINA
 from portal.reviews import ReviewFilter, ReviewPage
 from portal.search import SearchError
+from portal.web.errors import RETRY_AFTER
 from portal.web.insurers import DEFAULT_DESCENDING
 from portal.web.routing import Router
 
 router = Router()
 
 
-class SearchUnavailable(PortalError):
+class SearchUnavailable(Unavailable):
     status, code = 503, "search_unavailable"
 
 
 def _choice(params: QueryParams, name: str, options: tuple[str, ...], default: str) -> str:
     raw = params.get(name, "").strip()
-    if raw and raw not in options:
+    if (raw or name in params) and raw not in options:  # `?sort=` is a mistake, not a default
         raise BadRequest(
             "Invalid value “%(value)s” for the parameter %(name)s.",
             field=name,
@@ -78,7 +79,7 @@ async def _searched(portal: Any, f: ReviewFilter) -> ReviewPage:
         page = await run_in_threadpool(reviews.search_reviews, portal.search, f)
     except SearchError:
         raise SearchUnavailable(
-            "Search is unavailable right now. Please try again later."
+            "Search is unavailable right now. Please try again later.", retry_after=RETRY_AFTER
         ) from None
     return await portal.read(reviews.with_threads, page)
 

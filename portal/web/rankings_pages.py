@@ -340,7 +340,7 @@ def _scopes(request: Request) -> list[str]:
 
 
 def _snapshot_id(raw: str) -> int:
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:  # ids are 32-bit
         raise NotFound("There is no such published ranking.", code="no_snapshot")
     return int(raw)
 

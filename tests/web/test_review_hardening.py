@@ -45,3 +45,23 @@ def test_sql_fallback_cannot_confirm_masked_digits(engine: Engine) -> None:
     found = {h.id for h in index.search(SearchQuery(q="1380000")).hits}
     assert rid not in found
     assert rid in {h.id for h in index.search(SearchQuery(q="没人接")).hits}
+
+
+def test_ids_beyond_the_database_integers_are_404_not_500(client: TestClient) -> None:
+    """PostgreSQL answered an id over 2**31 - 1 (or 2**63 - 1) with "out of range": a 500."""
+    for path in (
+        "/api/v1/checkpoints/99999999999999999999",
+        "/api/v1/rankings/9999999999",
+        "/rankings/9999999999",
+        "/replies/9999999999/history",
+    ):
+        assert client.get(path).status_code == 404, path
+    r = client.post("/api/v1/phone/return-visits/9999999999/attempts", content=b"{}")
+    assert r.status_code == 404
+
+
+def test_empty_api_parameters_are_refused_not_defaulted(client: TestClient) -> None:
+    """`?sort=` is a mistake in an API call (the spec's enum has no empty value)."""
+    for path in ("/api/v1/insurers?sort=", "/api/v1/insurers?dir=", "/api/v1/reviews?stage="):
+        r = client.get(path)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_parameter", path

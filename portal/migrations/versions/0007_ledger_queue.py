@@ -5,7 +5,7 @@ all ledger entries: O(all ratings) per checkpoint (seconds at 10M). Now record()
 each rating in its own transaction and the checkpointer reads the open rows through a
 partial index. Existing ratings are queued here, already stamped when sequenced.
 
-Revision ID: 0010
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-03 15:00:00
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "0010"
+revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

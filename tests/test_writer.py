@@ -1,0 +1,132 @@
+"""Group commit (portal/writer.py): concurrent ratings share a transaction, each in its
+own savepoint; a failing one is rolled back alone; a receipt means committed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import Connection, Engine, func, select, text
+
+from portal import writer
+from portal.errors import Conflict, Invalid
+from portal.models import Rating
+from portal.ratings import record
+from portal.writer import group_commit, writer_for
+from tests.factories import World, key, make_world, rating_in
+
+
+@pytest.fixture(scope="module")
+def world(engine: Engine) -> World:
+    return make_world(engine)
+
+
+@pytest.fixture(autouse=True)
+def group_commit_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writer, "ENABLED", True)  # off by default (GROUP_COMMIT=1)
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(Rating)).scalar_one())
+
+
+def test_concurrent_ratings_are_committed_in_batches_and_each_acknowledged(
+    engine: Engine, world: World
+) -> None:
+    before = _count(engine)
+    writer = writer_for(engine)
+    batches = writer.batches
+    gate = threading.Event()
+
+    def slow(conn: Connection) -> None:  # holds the writer so the others queue up
+        gate.wait(5)
+
+    with ThreadPoolExecutor(9) as pool:
+        blocker = pool.submit(group_commit, engine, slow)
+        futures = [
+            pool.submit(record, engine, rating_in(world, value=1 + i % 5)) for i in range(8)
+        ]
+        time.sleep(0.3)  # all eight queued behind the blocker
+        gate.set()
+        receipts = [f.result() for f in futures]
+        blocker.result()
+    assert len({r.id for r in receipts}) == 8
+    assert _count(engine) == before + 8
+    assert writer.batches - batches < 9  # at least two ratings shared a commit
+
+
+def test_a_failing_rating_is_rolled_back_alone(engine: Engine, world: World) -> None:
+    before = _count(engine)
+    dup = key()
+    record(engine, rating_in(world, idempotency_key=dup, value=5))
+    gate = threading.Event()
+    outcomes: list[object] = []
+
+    def attempt(r: object) -> None:
+        try:
+            outcomes.append(record(engine, r))  # type: ignore[arg-type]
+        except (Conflict, Invalid) as err:
+            outcomes.append(err)
+
+    with ThreadPoolExecutor(5) as pool:
+        pool.submit(group_commit, engine, lambda conn: gate.wait(5))
+        futures = [
+            pool.submit(attempt, rating_in(world, value=4)),
+            pool.submit(attempt, rating_in(world, idempotency_key=dup, value=1)),  # 409
+            pool.submit(attempt, rating_in(world, stage="nonsense")),  # 422
+            pool.submit(attempt, rating_in(world, value=3)),
+        ]
+        time.sleep(0.3)
+        gate.set()
+        for f in futures:
+            f.result()
+    errors = [o for o in outcomes if isinstance(o, Exception)]
+    assert sorted(type(e).__name__ for e in errors) == ["Conflict", "Invalid"]
+    assert _count(engine) == before + 1 + 2  # the first, and the two good ones
+
+
+def test_a_within_failure_rolls_back_its_rating_only(engine: Engine, world: World) -> None:
+    before = _count(engine)
+
+    def refuse(conn: Connection, row: dict) -> None:
+        raise Conflict("no", code="test")
+
+    with pytest.raises(Conflict):
+        record(engine, rating_in(world), within=refuse)
+    record(engine, rating_in(world))
+    assert _count(engine) == before + 1
+
+
+def test_a_unit_that_raises_gets_its_error_and_the_writer_goes_on(engine: Engine) -> None:
+    def breaks_the_transaction(conn: Connection) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        group_commit(engine, breaks_the_transaction)
+    assert group_commit(engine, lambda conn: conn.execute(text("SELECT 1")).scalar()) == 1
+
+
+@pytest.mark.sqlite_only
+def test_the_sqlite_write_lock_is_released_at_commit_and_rollback(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal import db
+
+    monkeypatch.setattr(db, "WRITE_LOCK", True)
+    local = db.make_engine(str(engine.url))
+    lock = db._write_lock(str(__import__("pathlib").Path(engine.url.database).resolve()))
+    with local.begin() as conn:
+        assert lock.locked()
+        conn.execute(text("SELECT 1"))
+    assert not lock.locked()
+    with pytest.raises(ZeroDivisionError), local.begin():
+        assert lock.locked()
+        1 / 0  # noqa: B018
+    assert not lock.locked()
+    with local.connect().execution_options(read_only=True) as conn:  # readers never take it
+        conn.execute(text("SELECT 1"))
+        assert not lock.locked()
+    local.dispose()
