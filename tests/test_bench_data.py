@@ -4,7 +4,6 @@ from rollups (the benchmark asserts it on every run)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -16,10 +15,8 @@ from portal.config import load_settings
 from portal.db import make_engine
 from portal.models import LedgerEntry, Outbox, Rating, RatingText
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TEST_DATABASE_URL", "").startswith("postgresql"),
-    reason="SQLite only: the benchmark makes its own PostgreSQL database",
-)
+# It generates a SQLite file of its own: run once, in the SQLite run of the suite.
+pytestmark = pytest.mark.sqlite_only
 
 
 def test_generate_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
