@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
-import hmac
 import itertools
 import json
 import os
@@ -69,6 +67,8 @@ from portal.models import ApiClient, Branch, LedgerEntry, Rating, RatingText, St
 from portal.ratings import RatingIn, day_of, record
 from portal.web.app import create_app
 from tests import conftest
+from tests.test_ledger import _independent_root
+from tests.web.test_phone_api import sign
 
 CHINA = timezone(timedelta(hours=8))
 BASE = "https://testserver"
@@ -227,34 +227,6 @@ def expected_directory_row(code: str, name: str, rs: list[Rated]) -> dict[str, A
         "ratings": {"total": len(rs), "verified": len(verified)},
         "score": summary(verified, stars=False),
         "stages": {s: summary([r for r in verified if r.stage == s], False) for s in STAGES},
-    }
-
-
-def merkle_root_from_proof(leaf: bytes, index: int, size: int, proof: list[bytes]) -> bytes:
-    """RFC 9162 2.1.3.2, written here again so the test does not trust portal.merkle."""
-    fn, sn, r = index, size - 1, leaf
-    for p in proof:
-        assert sn != 0, "proof too long"
-        if fn % 2 == 1 or fn == sn:
-            r = hashlib.sha256(b"\x01" + p + r).digest()
-            while fn % 2 == 0 and fn != 0:
-                fn, sn = fn >> 1, sn >> 1
-        else:
-            r = hashlib.sha256(b"\x01" + r + p).digest()
-        fn, sn = fn >> 1, sn >> 1
-    assert sn == 0, "proof too short"
-    return r
-
-
-def signed_headers(client_id: str, secret: str, body: bytes) -> dict[str, str]:
-    """The phone API's HMAC, computed here with hmac/hashlib only."""
-    ts = str(int(time.time()))
-    mac = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return {
-        "x-client-id": client_id,
-        "x-timestamp": ts,
-        "x-signature": f"sha256={mac}",
-        "content-type": "application/json",
     }
 
 
@@ -470,7 +442,7 @@ class PortalModel(RuleBasedStateMachine):
         done = self.client.post(
             "/api/v1/phone/ratings",
             content=raw,
-            headers=signed_headers(c.client_id, c.client_secret, raw),
+            headers=sign(c.client_id, c.client_secret, raw),
         )
         assert done.status_code == 201, done.text
         receipt = done.json()
@@ -654,7 +626,7 @@ class PortalModel(RuleBasedStateMachine):
             again = self.client.post(
                 "/api/v1/phone/ratings",
                 content=raw,
-                headers=signed_headers(c.client_id, c.client_secret, raw),
+                headers=sign(c.client_id, c.client_secret, raw),
             )
             assert again.status_code == 200, again.text
             assert again.json() == how["receipt"]
@@ -701,7 +673,7 @@ class PortalModel(RuleBasedStateMachine):
             again = self.client.post(
                 "/api/v1/phone/ratings",
                 content=raw,
-                headers=signed_headers(c.client_id, c.client_secret, raw),
+                headers=sign(c.client_id, c.client_secret, raw),
             )
             assert again.status_code == 409, again.text
             assert again.json()["error"]["code"] == "idempotency_conflict"
@@ -846,7 +818,7 @@ class PortalModel(RuleBasedStateMachine):
         latest = self.client.get("/api/v1/checkpoints/latest").json()
         key = self.client.get("/api/v1/checkpoints/key").json()
         assert proof["leaf_hash"] == r.leaf_hash and proof["tree_size"] == cp.tree_size
-        root = merkle_root_from_proof(
+        root = _independent_root(
             bytes.fromhex(r.leaf_hash),
             proof["leaf_index"],
             proof["tree_size"],
