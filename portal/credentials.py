@@ -8,7 +8,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from portal import directory
 from portal.errors import NotFound, Unauthorized
@@ -42,11 +42,12 @@ def add_device(
     return int(result.inserted_primary_key[0]), token
 
 
+_DEVICE = select(Device).where(Device.token_hash == bindparam("hash"), Device.revoked_at.is_(None))
+
+
 def device_for_token(conn: Connection, token: str) -> Any:
     """The device row (id, insurer_id, branch_id, ...) for a bearer token."""
-    row = conn.execute(
-        select(Device).where(Device.token_hash == token_hash(token), Device.revoked_at.is_(None))
-    ).first()
+    row = conn.execute(_DEVICE, {"hash": token_hash(token)}).first()
     if row is None:
         raise Unauthorized("Unknown or revoked device token.", code="bad_token")
     return row
@@ -113,6 +114,11 @@ MAX_SKEW = 300  # seconds between the X-Timestamp and our clock (channel-api.md)
 _DUMMY_SECRET = secrets.token_urlsafe(32)
 
 
+_CLIENT = select(ApiClient).where(
+    ApiClient.client_id == bindparam("client_id"), ApiClient.revoked_at.is_(None)
+)
+
+
 def authenticate_client(
     conn: Connection,
     client_id: str,
@@ -126,11 +132,7 @@ def authenticate_client(
     The signature covers the timestamp, so a captured body cannot be re-sent with a
     fresh timestamp, and an old one is refused by the window.
     """
-    row = conn.execute(
-        select(ApiClient).where(
-            ApiClient.client_id == client_id[:40], ApiClient.revoked_at.is_(None)
-        )
-    ).first()
+    row = conn.execute(_CLIENT, {"client_id": client_id[:40]}).first()
     # Check a signature even for an unknown client, so both cost the same time.
     ok = check_signature(row.secret if row else _DUMMY_SECRET, timestamp, body, signature)
     if row is None or not ok:

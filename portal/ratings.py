@@ -19,7 +19,6 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, select, text
-from sqlalchemy.exc import IntegrityError
 
 from moderation.flags import flag_texts
 from portal import rollups
@@ -36,7 +35,7 @@ from portal.models import (
     RatingText,
     Staff,
 )
-from portal.writer import group_commit
+from portal.writer import retrying
 
 MAX_TEXT = 2000
 CHINA = timezone(timedelta(hours=8))  # no DST: a fixed offset is exact
@@ -207,13 +206,44 @@ _STAFF = select(Staff.id, Staff.branch_id).where(
 )
 
 
+@dataclass(frozen=True)
+class _Id:
+    id: int
+
+
+@dataclass(frozen=True)
+class _StaffId:
+    id: int
+    branch_id: int | None
+
+
 class Subjects:
     """Resolves insurer/branch/staff codes to rows, cached for one batch (or, in a bulk
     load, for all of them: see record_many)."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection | None) -> None:
         self.conn = conn
         self.cache: dict[tuple[Any, ...], Any] = {}
+
+    @classmethod
+    def known(
+        cls,
+        *,
+        insurer: tuple[str, int],
+        branch: tuple[str, int] | None = None,
+        staff: tuple[str, int, int | None] | None = None,
+    ) -> Subjects:
+        """Seeded with codes an adapter has just read along with their ids (insurer
+        (code, id), branch (code, id), an active staff member (staff_no, id, branch id)),
+        so record() resolves them without querying again. What is not given is looked up."""
+        subjects = cls(None)
+        code, iid = insurer
+        subjects.cache[("i", code)] = _Id(iid)
+        if branch is not None:
+            subjects.cache[("b", iid, branch[0])] = _Id(branch[1])
+        if staff is not None:
+            subjects.cache[("s", iid, staff[0])] = _StaffId(staff[1], staff[2])
+        return subjects
 
     def _one(self, key: tuple[Any, ...], stmt: Any, **params: Any) -> Any:
         # Statements are built once (module level): only a cache miss touches SQL.
@@ -388,9 +418,11 @@ def record(
     *,
     skew: int = 120,
     within: Within | None = None,
+    subjects: Subjects | None = None,
 ) -> Receipt:
-    """Store one rating; the receipt means it is committed."""
-    return record_batch(engine, [rating], skew=skew, within=within)[0]
+    """Store one rating; the receipt means it is committed. `subjects`: codes the
+    adapter already resolved (Subjects.known), so they are not looked up again."""
+    return record_batch(engine, [rating], skew=skew, within=within, subjects=subjects)[0]
 
 
 def record_batch(
@@ -400,6 +432,7 @@ def record_batch(
     skew: int = 120,
     recorded_at: Callable[[RatingIn], datetime] | None = None,
     within: Within | None = None,
+    subjects: Subjects | None = None,
 ) -> list[Receipt]:
     """Store many ratings in one transaction: all or nothing.
 
@@ -408,19 +441,14 @@ def record_batch(
     """
 
     def unit(conn: Connection) -> list[Receipt]:
-        return record_many(conn, ratings, skew=skew, recorded_at=recorded_at, within=within)
+        return record_many(
+            conn, ratings, skew=skew, recorded_at=recorded_at, within=within, subjects=subjects
+        )
 
-    for attempt in range(2):
-        try:
-            # Group commit: committed with the ratings of concurrent callers, each in its
-            # own savepoint; returns only after the COMMIT (portal/writer.py).
-            return group_commit(engine, unit)
-        except IntegrityError:
-            # A concurrent request with the same idempotency key won the race; on the
-            # retry the stored row is found and answered as a replay.
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
+    # Group commit: committed with the ratings of concurrent callers, each in its own
+    # savepoint; returns only after the COMMIT. A concurrent request with the same
+    # idempotency key that won the race is found on the retry and answered as a replay.
+    return retrying(engine, unit)
 
 
 Timings = dict[str, float]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
@@ -51,13 +52,21 @@ def upsert_add(
     """Insert rollup rows, or add their measures to the rows already there (by `keys`)."""
     if not values:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(_upsert_statement(conn.dialect.name, table, keys, measures), values)
+
+
+@functools.cache
+def _upsert_statement(
+    dialect: str, table: Table, keys: tuple[str, ...], measures: tuple[str, ...]
+) -> Any:
+    """Built once per table: constructing `excluded` and its column collection anew
+    cost ~1 ms per upsert, the largest part of a rating's CPU (docs/performance.md)."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(keys),
         set_={m: table.c[m] + stmt.excluded[m] for m in measures},
     )
-    conn.execute(stmt, values)
 
 
 def _upsert(

@@ -17,6 +17,7 @@ error and nothing of it was stored (a retry with the same idempotency key is saf
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import threading
@@ -25,15 +26,26 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary, ref
 
+from anyio import to_thread
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 T = TypeVar("T")
 MAX_BATCH = 256  # units per transaction
-# Off by default: measured on a 2-core machine shared with other jobs (load ~15), the
-# single writer thread lost more to GIL hand-offs than it saved in fsyncs (counter
-# ingest 17 req/s with it, 31 without: docs/performance.md). GROUP_COMMIT=1 turns it on;
-# bench/ab_group_commit.py compares the variants on the machine at hand.
-ENABLED = os.environ.get("GROUP_COMMIT", "0") == "1"
+# GROUP_COMMIT=auto (the default) turns it on for SQLite and off for PostgreSQL; 1 or 0
+# forces it. Measured on this 2-core machine (docs/performance.md, bench/ab_group_commit.py):
+# SQLite counter ingest went from ~250 to ~480 req/s with it, because SQLite serialises
+# writers anyway and every COMMIT is an fsync; on PostgreSQL it went from ~170 to ~115,
+# because one thread then waits for every statement's round trip in turn, while
+# PostgreSQL overlaps concurrent transactions and groups their WAL flushes itself.
+MODE = os.environ.get("GROUP_COMMIT", "auto")
+ENABLED: bool | None = {"1": True, "0": False}.get(MODE)  # None: by the engine's dialect
+
+
+def enabled(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite" if ENABLED is None else ENABLED
+
+
 IDLE_SECONDS = 1.0  # the thread ends after this long without work (restarted on demand)
 
 _Unit = tuple[Callable[[Connection], Any], "Future[Any]"]
@@ -58,6 +70,10 @@ class GroupWriter:
         if threading.current_thread() is self.thread:  # a unit submitting a unit
             with self.engine().begin() as conn:
                 return fn(conn)
+        return self.enqueue(fn).result()
+
+    def enqueue(self, fn: Callable[[Connection], T]) -> Future[T]:
+        """Queue fn(conn); the future is resolved after the COMMIT of its batch."""
         future: Future[T] = Future()
         with self.lock:
             self.queue.put((fn, future))
@@ -66,7 +82,7 @@ class GroupWriter:
                     target=self._run, name="portal-group-commit", daemon=True
                 )
                 self.thread.start()
-        return future.result()
+        return future
 
     def _run(self) -> None:
         while True:
@@ -133,7 +149,43 @@ def writer_for(engine: Engine) -> GroupWriter:
 
 def group_commit(engine: Engine, fn: Callable[[Connection], T]) -> T:
     """fn(conn) in a transaction shared with other callers' units; returns after COMMIT."""
-    if not ENABLED:
-        with engine.begin() as conn:
-            return fn(conn)
+    if not enabled(engine):
+        return _own_transaction(engine, fn)
     return writer_for(engine).submit(fn)
+
+
+def _own_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    with engine.begin() as conn:
+        return fn(conn)
+
+
+def retrying(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    """group_commit(), run once more if the unit lost a race on a unique key
+    (IntegrityError: a concurrent request with the same idempotency key committed
+    first). On the second run the unit finds the stored row: fn must read before it
+    writes."""
+    for attempt in range(2):
+        try:
+            return group_commit(engine, fn)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def commit(engine: Engine, fn: Callable[[Connection], T]) -> T:
+    """retrying(), awaited from the event loop: returns after COMMIT.
+
+    With group commit the unit goes to the writer thread and the request holds no
+    threadpool thread while it waits (forty threads blocked on futures cost more in GIL
+    hand-offs than the writer saved in fsyncs); without it, fn runs in the threadpool in
+    a transaction of its own."""
+    for attempt in range(2):
+        try:
+            if enabled(engine):
+                return await asyncio.wrap_future(writer_for(engine).enqueue(fn))
+            return await to_thread.run_sync(_own_transaction, engine, fn)
+        except IntegrityError:
+            if attempt:
+                raise
+    raise AssertionError("unreachable")

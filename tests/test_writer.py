@@ -25,7 +25,7 @@ def world(engine: Engine) -> World:
 
 @pytest.fixture(autouse=True)
 def group_commit_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writer, "ENABLED", True)  # off by default (GROUP_COMMIT=1)
+    monkeypatch.setattr(writer, "ENABLED", True)  # by default only on SQLite (GROUP_COMMIT=auto)
 
 
 def _count(engine: Engine) -> int:

@@ -1,19 +1,22 @@
 """Counter channel (柜面): evaluator devices, service sessions and their one rating.
 
 A device belongs to one branch. The teller opens a service session; the customer's
-button press rates it, exactly once, through portal.ratings.record(). Misuse signals
+button press rates it, exactly once, through the one write path
+(portal.ratings.record_many, in the request's write transaction). Misuse signals
 (a rating seconds after opening, bursts on one device) are flagged, never dropped.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from portal import audit, rollups, stars
@@ -32,7 +35,15 @@ from portal.models import (
     RollupCounterDaily,
     Staff,
 )
-from portal.ratings import RatingIn, Receipt, check_idempotency_key, day_of, record
+from portal.ratings import (
+    RatingIn,
+    Receipt,
+    Subjects,
+    check_idempotency_key,
+    day_of,
+    record_many,
+)
+from portal.writer import retrying
 
 SESSION_TTL = timedelta(hours=2)
 OFFLINE_GRACE = timedelta(hours=24)  # how late a press queued offline may still arrive
@@ -71,11 +82,23 @@ def authenticate(engine: Engine, token: str) -> Any:
     """The device behind a bearer token (401 if unknown or revoked); notes it was seen."""
     with reading(engine) as conn:
         device = device_for_token(conn, token)
-    now = datetime.now(UTC)
-    if device.last_seen_at is None or now - utc(device.last_seen_at) > timedelta(minutes=1):
+    if _unseen(device):
         with engine.begin() as conn:
-            conn.execute(update(Device).where(Device.id == device.id).values(last_seen_at=now))
+            _seen(conn, device)
     return device
+
+
+def _unseen(device: Any) -> bool:
+    """Not seen for a minute: last_seen_at is worth a write."""
+    last = device.last_seen_at
+    return last is None or datetime.now(UTC) - utc(last) > timedelta(minutes=1)
+
+
+def _seen(conn: Connection, device: Any) -> None:
+    conn.execute(_SEEN, {"device": device.id, "now": datetime.now(UTC)})
+
+
+_SEEN = update(Device).where(Device.id == bindparam("device")).values(last_seen_at=bindparam("now"))
 
 
 def _staff(conn: Connection, insurer_id: int, staff_no: str) -> Any:
@@ -184,21 +207,71 @@ def _count(conn: Connection, session: dict[str, Any], opened: int = 0, rated: in
     rollups.upsert_add(conn, COMPLETION, COMPLETION_KEYS, ("opened", "rated"), [row])
 
 
-def _subject(conn: Connection, session: Any) -> Any:
-    return conn.execute(
-        select(Insurer.code.label("insurer"), Branch.code.label("branch"), Staff.staff_no)
-        .select_from(CounterSession)
-        .join(Insurer, Insurer.id == CounterSession.insurer_id)
-        .join(Branch, Branch.id == CounterSession.branch_id)
-        .join(Staff, Staff.id == CounterSession.staff_id)
-        .where(CounterSession.id == session.id)
-    ).one()
+# The press's reads, built once: the session with the codes record() takes, whether
+# its staff member is still active, and the key of the rating it already has.
+_PRESS = (
+    select(
+        *SESSIONS.c,
+        Insurer.code.label("insurer_code"),
+        Branch.code.label("branch_code"),
+        Staff.staff_no,
+        Staff.branch_id.label("staff_branch_id"),
+        Staff.active.label("staff_active"),
+        Rating.idempotency_key.label("rated_key"),
+    )
+    .select_from(SESSIONS)
+    .join(Insurer, Insurer.id == SESSIONS.c.insurer_id)
+    .join(Branch, Branch.id == SESSIONS.c.branch_id)
+    .join(Staff, Staff.id == SESSIONS.c.staff_id)
+    .outerjoin(Rating, Rating.id == SESSIONS.c.rating_id)
+    .where(SESSIONS.c.id == bindparam("sid"))
+)
+_KEY_USED = select(Rating.id).where(
+    Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key")
+)
+_MARK_RATED = (
+    update(SESSIONS)
+    .where(SESSIONS.c.id == bindparam("sid"), SESSIONS.c.rating_id.is_(None))
+    .values(rating_id=bindparam("rid"), rated_at=bindparam("now"), pressed_at=bindparam("at"))
+)
+_RECENT_PRESSES = (
+    select(func.count())
+    .select_from(SESSIONS)
+    .where(
+        SESSIONS.c.device_id == bindparam("device"),
+        SESSIONS.c.pressed_at > bindparam("since"),
+        SESSIONS.c.pressed_at <= bindparam("until"),
+    )
+)
 
 
 def rate_session(
     engine: Engine, device: Any, session_id: str, level: str, key: str, occurred_at: datetime
 ) -> Receipt:
     """The customer's one press. A replay (same key and body) returns the same receipt."""
+    return retrying(engine, lambda conn: _rate(conn, device, session_id, level, key, occurred_at))
+
+
+def press(
+    conn: Connection, token: str, fields: Callable[[], tuple[str, str, str, datetime]]
+) -> Receipt:
+    """A device's press, in the caller's write transaction (the API's unit of group
+    commit, portal.writer.commit): the bearer token is checked first, then `fields()`
+    gives (session_id, level, idempotency key, occurred_at) or raises for a bad body."""
+    device = device_for_token(conn, token)
+    if _unseen(device):
+        _seen(conn, device)
+    return _rate(conn, device, *fields())
+
+
+def _rate(
+    conn: Connection,
+    device: Any,
+    session_id: str,
+    level: str,
+    key: str,
+    occurred_at: datetime,
+) -> Receipt:
     if level not in LEVELS:
         raise Invalid(
             "Unknown level “%(value)s”: use satisfied, basic or dissatisfied.",
@@ -206,15 +279,21 @@ def rate_session(
             code="invalid_level",
             value=level[:40],
         )
-    with reading(engine) as conn:
-        session = select_session(conn, session_id)
-        if session is None or session.device_id != device.id:
-            raise NotFound(
-                "There is no session %(id)s on this device.", field="session_id", id=session_id[:40]
-            )
-        subject = _subject(conn, session)
-        replay = session.rating_id is not None and _same_key(conn, session.rating_id, key)
-        _check_key_is_this_sessions(conn, device, session, key)
+    source = f"device:{device.id}"
+    session = conn.execute(_PRESS, {"sid": session_id}).first()
+    if session is None or session.device_id != device.id:
+        raise NotFound(
+            "There is no session %(id)s on this device.", field="session_id", id=session_id[:40]
+        )
+    replay = session.rating_id is not None and session.rated_key == key
+    # A key already used for another session's rating is a different body: 409.
+    used = conn.execute(_KEY_USED, {"source": source, "key": key}).scalar()
+    if used is not None and used != session.rating_id:
+        raise Conflict(
+            "This idempotency key was already used for a different rating.",
+            field="idempotency_key",
+            code="idempotency_conflict",
+        )
     if session.rating_id is not None and not replay:
         raise Conflict(
             "This service session has already been rated.",
@@ -224,38 +303,28 @@ def rate_session(
     if not replay:
         _check_window(session, occurred_at)
     rating = RatingIn(
-        insurer=subject.insurer,
+        insurer=session.insurer_code,
         stage=session.stage,
         channel="counter",
         scale=3,
         value=LEVELS[level],
         occurred_at=occurred_at,
-        source=f"device:{device.id}",
+        source=source,
         idempotency_key=check_idempotency_key(key),
-        branch=subject.branch,
-        staff_no=subject.staff_no,
+        branch=session.branch_code,
+        staff_no=session.staff_no,
     )
-    return record(engine, rating, within=lambda conn, row: _mark_rated(conn, session, row))
-
-
-def _check_key_is_this_sessions(conn: Connection, device: Any, session: Any, key: str) -> None:
-    """A key already used for another session's rating is a different body: 409."""
-    used = conn.execute(
-        select(Rating.id).where(
-            Rating.source == f"device:{device.id}", Rating.idempotency_key == key
-        )
-    ).scalar()
-    if used is not None and used != session.rating_id:
-        raise Conflict(
-            "This idempotency key was already used for a different rating.",
-            field="idempotency_key",
-            code="idempotency_conflict",
-        )
-
-
-def _same_key(conn: Connection, rating_id: str, key: str) -> bool:
-    stored = conn.execute(select(Rating.idempotency_key).where(Rating.id == rating_id))
-    return stored.scalar_one() == key
+    # The codes were just read with their ids: record() need not look them up again
+    # (an inactive staff member is left to record(), which refuses it).
+    subjects = Subjects.known(
+        insurer=(session.insurer_code, session.insurer_id),
+        branch=(session.branch_code, session.branch_id),
+        staff=(session.staff_no, session.staff_id, session.staff_branch_id)
+        if session.staff_active
+        else None,
+    )
+    within = functools.partial(_mark_rated, session=session)
+    return record_many(conn, [rating], within=within, subjects=subjects)[0]
 
 
 def _check_window(session: Any, occurred_at: datetime) -> None:
@@ -278,13 +347,11 @@ def _check_window(session: Any, occurred_at: datetime) -> None:
         )
 
 
-def _mark_rated(conn: Connection, session: Any, row: dict[str, Any]) -> None:
+def _mark_rated(conn: Connection, row: dict[str, Any], *, session: Any) -> None:
     """Inside the rating's transaction: one rating per session, completion, flags."""
     now, pressed = row["recorded_at"], row["occurred_at"]
     done = conn.execute(
-        update(CounterSession)
-        .where(CounterSession.id == session.id, CounterSession.rating_id.is_(None))
-        .values(rating_id=row["id"], rated_at=now, pressed_at=pressed)
+        _MARK_RATED, {"sid": session.id, "rid": row["id"], "now": now, "at": pressed}
     )
     if done.rowcount != 1:  # a concurrent press won: roll the whole rating back
         raise Conflict(
@@ -317,13 +384,8 @@ def _flag_misuse(
     if seconds < FAST_SECONDS:
         _flag(conn, base, "fast_rating", seconds=round(seconds, 1))
     recent = conn.execute(
-        select(func.count())
-        .select_from(CounterSession)
-        .where(
-            CounterSession.device_id == session.device_id,
-            CounterSession.pressed_at > pressed - BURST_WINDOW,
-            CounterSession.pressed_at <= pressed,
-        )
+        _RECENT_PRESSES,
+        {"device": session.device_id, "since": pressed - BURST_WINDOW, "until": pressed},
     ).scalar_one()
     if recent >= BURST_COUNT:
         _flag(conn, base, "burst", ratings_last_minute=int(recent))

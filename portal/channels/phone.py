@@ -8,20 +8,21 @@ report, per client; a rating whose call was reported counts as a completed surve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from portal import visits
+from portal import credentials, visits
 from portal.canonical import parts_fingerprint, timestamp, utc
-from portal.db import reading
 from portal.errors import Conflict, Invalid
 from portal.models import Insurer, PhoneCall, Rating, Staff, VisitTask
 from portal.policies import normalise_phone
-from portal.ratings import RatingIn, Receipt, Within, check_idempotency_key, record
+from portal.ratings import RatingIn, Receipt, Subjects, Within, check_idempotency_key, record_many
+from portal.writer import retrying
 
 KINDS = ("hotline", "return_visit")
 CALLS: Any = PhoneCall.__table__
@@ -63,8 +64,27 @@ def _value(digits: str, scale: int) -> int:
 
 
 def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
-    """One keypad rating, through record(). A return visit's rating completes its task in
-    the same transaction; a replayed call_id returns the first receipt."""
+    """One keypad rating in a transaction of its own (see rate_in)."""
+    return retrying(engine, lambda conn: rate_in(conn, client, k))
+
+
+def signed_rating(
+    conn: Connection,
+    signed: tuple[str, str, str],
+    raw: bytes,
+    keypad: Callable[[], KeypadRating],
+) -> Receipt:
+    """A signed keypad rating in the caller's write transaction (the API's unit of group
+    commit): the signature (client id, timestamp, signature over `raw`) is checked first,
+    then `keypad()` parses the body or raises for a bad one."""
+    client = credentials.authenticate_client(conn, *signed, raw)
+    return rate_in(conn, client, keypad())
+
+
+def rate_in(conn: Connection, client: Any, k: KeypadRating) -> Receipt:
+    """One keypad rating, through the one write path, in the caller's write transaction
+    (the API's unit of group commit). A return visit's rating completes its task in the
+    same transaction; a replayed call_id returns the first receipt."""
     if k.kind not in KINDS:
         raise Invalid(
             "Unknown kind “%(value)s”: use hotline or return_visit.",
@@ -85,20 +105,18 @@ def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
         err.field = CONTRACT_FIELDS.get(err.field or "", err.field)
         raise
     source = source_of(client)
-    with reading(engine) as conn:
-        insurer = conn.execute(select(Insurer.code).where(Insurer.id == client.insurer_id))
-        code = insurer.scalar_one()
-        staff_no, within = k.agent_no, None
-        if k.kind == "hotline" and not k.agent_no:
-            raise Invalid(
-                "A hotline rating names the call agent (agent_no).",
-                field="agent_no",
-                code="missing_agent",
-            )
-        if k.kind == "return_visit":
-            staff_no, within = _return_visit(conn, client, k, source, key)
-        else:
-            _not_a_return_visit(conn, source, key)
+    code = conn.execute(_INSURER_CODE, {"iid": client.insurer_id}).scalar_one()
+    staff_no, within = k.agent_no, None
+    if k.kind == "hotline" and not k.agent_no:
+        raise Invalid(
+            "A hotline rating names the call agent (agent_no).",
+            field="agent_no",
+            code="missing_agent",
+        )
+    if k.kind == "return_visit":
+        staff_no, within = _return_visit(conn, client, k, source, key)
+    else:
+        _not_a_return_visit(conn, source, key)
     rating = RatingIn(
         insurer=code,
         stage=k.stage,
@@ -110,8 +128,10 @@ def rate(engine: Engine, client: Any, k: KeypadRating) -> Receipt:
         idempotency_key=key,
         staff_no=staff_no,
     )
+    # The insurer's code was just read with its id: not looked up again.
+    subjects = Subjects.known(insurer=(code, client.insurer_id))
     try:
-        return record(engine, rating, within=within)
+        return record_many(conn, [rating], within=within, subjects=subjects)[0]
     except Invalid as err:  # name the field as the contract does
         err.field = CONTRACT_FIELDS.get(err.field or "", err.field)
         raise
@@ -147,14 +167,18 @@ def _caller_phone(raw: str) -> str:
         raise
 
 
+_INSURER_CODE = select(Insurer.code).where(Insurer.id == bindparam("iid"))
+_VISIT_RATED = (
+    select(VisitTask.id)
+    .join(Rating, Rating.id == VisitTask.rating_id)
+    .where(Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key"))
+)
+
+
 def _not_a_return_visit(conn: Any, source: str, key: str) -> None:
     """A call_id that rated a return visit, sent again as a hotline rating, is another
     body (409), even when the rated agent, stage and score happen to match."""
-    visit = conn.execute(
-        select(VisitTask.id)
-        .join(Rating, Rating.id == VisitTask.rating_id)
-        .where(Rating.source == source, Rating.idempotency_key == key)
-    ).first()
+    visit = conn.execute(_VISIT_RATED, {"source": source, "key": key}).first()
     if visit is not None:
         raise Conflict(
             "This call_id was already used for a different rating.",

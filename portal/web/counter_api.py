@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from portal.channels import counter
-from portal.web.api import bearer_token, read_json, required_text, text_field, time_field
+from portal.web.api import (
+    bearer_token,
+    read_body,
+    read_json,
+    read_json_bytes,
+    required_text,
+    text_field,
+    time_field,
+)
 from portal.web.routing import Router
 
 router = Router()
@@ -41,14 +51,19 @@ async def open_session(request: Request) -> Response:
 
 @router.route("/api/v1/counter/ratings", roles="device", methods=("POST",))
 async def rate(request: Request) -> Response:
-    device = await _device(request)
-    body, _ = await read_json(request)
-    receipt = await request.state.portal.call(
-        counter.rate_session,
-        device,
-        required_text(body, "session_id"),
-        required_text(body, "level"),
-        required_text(body, "idempotency_key"),
-        time_field(body, "occurred_at"),
-    )
+    token = bearer_token(request)
+    raw = await read_body(request)
+
+    def fields() -> tuple[str, str, str, datetime]:
+        body = read_json_bytes(request, raw)
+        return (
+            required_text(body, "session_id"),
+            required_text(body, "level"),
+            required_text(body, "idempotency_key"),
+            time_field(body, "occurred_at"),
+        )
+
+    # One unit of the writer: the token is checked first (401 before any 400), then the
+    # body, then the press, all in one transaction.
+    receipt = await request.state.portal.commit(counter.press, token, fields)
     return JSONResponse(receipt.as_json(), status_code=200 if receipt.replayed else 201)

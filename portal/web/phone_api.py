@@ -20,6 +20,7 @@ from portal.stars import china_today
 from portal.web.api import (
     bool_field,
     int_field,
+    read_body,
     read_json_bytes,
     required_text,
     text_field,
@@ -36,20 +37,31 @@ MAX_VISITS = 300
 
 @router.route("/api/v1/phone/ratings", roles="client", methods=("POST",))
 async def rate(request: Request) -> Response:
-    client, raw = await signed_client(request)
-    body = read_json_bytes(request, raw)
-    keypad = phone.KeypadRating(
-        call_id=required_text(body, "call_id"),
-        kind=required_text(body, "kind"),
-        stage=required_text(body, "stage"),
-        digits=required_text(body, "digits"),
-        scale=int_field(body, "scale"),
-        occurred_at=time_field(body, "occurred_at"),
-        agent_no=text_field(body, "agent_no", required=False),
-        policy_no=text_field(body, "policy_no", required=False),
-        caller_phone=text_field(body, "caller_phone", required=False),
+    raw = await read_body(request)
+    headers = request.headers
+    signed = (
+        headers.get("x-client-id", ""),
+        headers.get("x-timestamp", ""),
+        headers.get("x-signature", ""),
     )
-    receipt = await request.state.portal.call(phone.rate, client, keypad)
+
+    def keypad() -> phone.KeypadRating:
+        body = read_json_bytes(request, raw)
+        return phone.KeypadRating(
+            call_id=required_text(body, "call_id"),
+            kind=required_text(body, "kind"),
+            stage=required_text(body, "stage"),
+            digits=required_text(body, "digits"),
+            scale=int_field(body, "scale"),
+            occurred_at=time_field(body, "occurred_at"),
+            agent_no=text_field(body, "agent_no", required=False),
+            policy_no=text_field(body, "policy_no", required=False),
+            caller_phone=text_field(body, "caller_phone", required=False),
+        )
+
+    # One unit of the writer: the signature is checked first (401 before any 400), then
+    # the body, then the rating, all in one transaction.
+    receipt = await request.state.portal.commit(phone.signed_rating, signed, raw, keypad)
     return JSONResponse(receipt.as_json(), status_code=200 if receipt.replayed else 201)
 
 

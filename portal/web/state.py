@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.templating import Jinja2Templates
 
+from portal import writer
 from portal.config import Settings
 from portal.db import reading
 from portal.ledger import LedgerKey
@@ -44,6 +45,12 @@ class Portal:
                 return fn(conn, *args, **kw)
 
         return await run_in_threadpool(run)
+
+    async def commit(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run fn(conn, ...) in a write transaction shared with concurrent requests (group
+        commit, portal/writer.py), retried once after a lost unique-key race; returns after
+        COMMIT. For the rating endpoints: fn must read before it writes."""
+        return await writer.commit(self.engine, lambda conn: fn(conn, *args, **kw))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(engine, ...) (a domain function managing its own transaction)."""
