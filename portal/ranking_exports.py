@@ -9,8 +9,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from openpyxl import Workbook
-
 COLUMNS = (
     "rank",
     "rank_change",
@@ -102,6 +100,8 @@ def to_xlsx(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str] = COLUMNS,
 ) -> bytes:
+    from openpyxl import Workbook  # ~6 MB: loaded by the first spreadsheet export only
+
     wb = Workbook()
     ws = wb.active
     ws.title = "ranking"

@@ -20,7 +20,6 @@ from portal.search.base import (
     SearchQuery,
     SearchResult,
 )
-from portal.search.meili import MeiliIndex
 from portal.search.outbox import drain, enqueue, pending, run_worker
 from portal.search.rebuild import reindex
 from portal.search.sql import SqlIndex
@@ -48,5 +47,17 @@ def make_index(settings: Settings, engine: Engine) -> SearchIndex:
     """Meilisearch when MEILI_URL is set, else the SQL fallback. Contacts no server yet,
     so the portal starts even while Meilisearch is down (the outbox catches up later)."""
     if settings.meili_url:
+        from portal.search.meili import MeiliIndex
+
         return MeiliIndex(settings.meili_url, str(settings.meili_key))
     return SqlIndex(engine)
+
+
+def __getattr__(name: str) -> object:
+    # The Meilisearch client (and the requests library under it, ~12 MB per process) is
+    # imported only by a portal that uses Meilisearch (docs/performance.md, memory).
+    if name == "MeiliIndex":
+        from portal.search.meili import MeiliIndex
+
+        return MeiliIndex
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
