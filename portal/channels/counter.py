@@ -207,8 +207,14 @@ def _count(conn: Connection, session: dict[str, Any], opened: int = 0, rated: in
     rollups.upsert_add(conn, COMPLETION, COMPLETION_KEYS, ("opened", "rated"), [row])
 
 
-# The press's reads, built once: the session with the codes record() takes, whether
-# its staff member is still active, and the key of the rating it already has.
+# The press's reads, built once, in one query: the session with the codes record()
+# takes, whether its staff member is still active, the key of the rating it already
+# has, and the rating this device's idempotency key already stands for, if any.
+_KEY_USED = (
+    select(Rating.id)
+    .where(Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key"))
+    .limit(1)
+)
 _PRESS = (
     select(
         *SESSIONS.c,
@@ -218,6 +224,7 @@ _PRESS = (
         Staff.branch_id.label("staff_branch_id"),
         Staff.active.label("staff_active"),
         Rating.idempotency_key.label("rated_key"),
+        _KEY_USED.scalar_subquery().label("key_rating_id"),
     )
     .select_from(SESSIONS)
     .join(Insurer, Insurer.id == SESSIONS.c.insurer_id)
@@ -225,9 +232,6 @@ _PRESS = (
     .join(Staff, Staff.id == SESSIONS.c.staff_id)
     .outerjoin(Rating, Rating.id == SESSIONS.c.rating_id)
     .where(SESSIONS.c.id == bindparam("sid"))
-)
-_KEY_USED = select(Rating.id).where(
-    Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key")
 )
 _MARK_RATED = (
     update(SESSIONS)
@@ -280,14 +284,14 @@ def _rate(
             value=level[:40],
         )
     source = f"device:{device.id}"
-    session = conn.execute(_PRESS, {"sid": session_id}).first()
+    session = conn.execute(_PRESS, {"sid": session_id, "source": source, "key": key}).first()
     if session is None or session.device_id != device.id:
         raise NotFound(
             "There is no session %(id)s on this device.", field="session_id", id=session_id[:40]
         )
     replay = session.rating_id is not None and session.rated_key == key
     # A key already used for another session's rating is a different body: 409.
-    used = conn.execute(_KEY_USED, {"source": source, "key": key}).scalar()
+    used = session.key_rating_id
     if used is not None and used != session.rating_id:
         raise Conflict(
             "This idempotency key was already used for a different rating.",
