@@ -243,3 +243,33 @@ def test_device_info_lists_the_branch_staff(client: TestClient, device) -> None:
     assert info.status_code == 200
     assert world.teller_a in {s["staff_no"] for s in info.json()["staff"]}
     assert world.teller_b not in {s["staff_no"] for s in info.json()["staff"]}
+
+
+def test_a_key_used_on_another_sessions_press_is_a_conflict(
+    client: TestClient, engine: Engine, device  # noqa: ANN001
+) -> None:
+    """Same key, same level, same moment, another session: a different rating (409),
+    not a replay of the first one's receipt; the second session stays unrated."""
+    device_id, token, world = device
+    sessions = [
+        _post(
+            client,
+            "/api/v1/counter/sessions",
+            token,
+            {"staff_no": world.teller_a, "stage": "claim", "idempotency_key": key()},
+        ).json()["session_id"]
+        for _ in range(2)
+    ]
+    used, at = key(), _now()
+    body = {"level": "satisfied", "idempotency_key": used, "occurred_at": at}
+    first = _post(client, "/api/v1/counter/ratings", token, {**body, "session_id": sessions[0]})
+    assert first.status_code == 201
+    other = _post(client, "/api/v1/counter/ratings", token, {**body, "session_id": sessions[1]})
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "idempotency_conflict"
+    assert _acked(engine, device_id) == {first.json()["id"]}
+    with engine.connect() as conn:
+        rated = conn.execute(
+            select(CounterSession.rating_id).where(CounterSession.id == sessions[1])
+        ).scalar_one()
+    assert rated is None
