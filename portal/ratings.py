@@ -454,6 +454,13 @@ def record_batch(
 Timings = dict[str, float]
 
 
+# Built once: a statement object made per call pays for its cache key every time.
+_INSERT_RATING = Rating.__table__.insert()
+_INSERT_TEXT = RatingText.__table__.insert()
+_INSERT_OUTBOX = Outbox.__table__.insert()
+_INSERT_QUEUE = LedgerQueue.__table__.insert()
+
+
 def record_many(
     conn: Connection,
     ratings: Sequence[RatingIn],
@@ -518,19 +525,19 @@ def record_many(
         receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
     t1 = clock()
     if rows:
-        conn.execute(Rating.__table__.insert(), rows)
+        conn.execute(_INSERT_RATING, rows)
         if texts:
-            conn.execute(RatingText.__table__.insert(), texts)
+            conn.execute(_INSERT_TEXT, texts)
             flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
         t2 = clock()
         rollups.add(conn, rows, day_of)
         t3 = clock()
         conn.execute(
-            Outbox.__table__.insert(),
+            _INSERT_OUTBOX,
             [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
         )
         conn.execute(
-            LedgerQueue.__table__.insert(),
+            _INSERT_QUEUE,
             [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows],
         )
         for row in rows if within else ():

@@ -46,6 +46,11 @@ def enabled(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" if ENABLED is None else ENABLED
 
 
+SAVEPOINT, RELEASE, ROLLBACK_TO = (
+    "SAVEPOINT group_unit",
+    "RELEASE SAVEPOINT group_unit",
+    "ROLLBACK TO SAVEPOINT group_unit",
+)
 IDLE_SECONDS = 1.0  # the thread ends after this long without work (restarted on demand)
 
 _Unit = tuple[Callable[[Connection], Any], "Future[Any]"]
@@ -112,14 +117,17 @@ class GroupWriter:
                 for fn, future in units:
                     if not future.set_running_or_notify_cancel():
                         continue
-                    savepoint = conn.begin_nested()
+                    # One fixed savepoint name, issued as plain SQL: begin_nested() numbers
+                    # its savepoints, so SQLAlchemy compiled every SAVEPOINT anew.
+                    conn.exec_driver_sql(SAVEPOINT)
                     try:
                         result = fn(conn)
                     except BaseException as err:  # this unit only
-                        savepoint.rollback()
+                        conn.exec_driver_sql(ROLLBACK_TO)
+                        conn.exec_driver_sql(RELEASE)
                         outcomes.append((future, None, err))
                     else:
-                        savepoint.commit()
+                        conn.exec_driver_sql(RELEASE)
                         outcomes.append((future, result, None))
         except BaseException as err:  # BEGIN or COMMIT failed: nothing was stored
             for future in {id(f): f for f, _ in units}.values():

@@ -28,6 +28,14 @@ def group_commit_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "ENABLED", True)  # by default only on SQLite (GROUP_COMMIT=auto)
 
 
+def _queued(engine: Engine, n: int) -> None:
+    """Until n units wait in the writer's queue (the writer itself is held by a blocker)."""
+    deadline = time.monotonic() + 10
+    while writer_for(engine).queue.qsize() < n:
+        assert time.monotonic() < deadline, "units never reached the writer's queue"
+        time.sleep(0.005)
+
+
 def _count(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(Rating)).scalar_one())
@@ -49,7 +57,7 @@ def test_concurrent_ratings_are_committed_in_batches_and_each_acknowledged(
         futures = [
             pool.submit(record, engine, rating_in(world, value=1 + i % 5)) for i in range(8)
         ]
-        time.sleep(0.3)  # all eight queued behind the blocker
+        _queued(engine, 8)  # all eight queued behind the blocker
         gate.set()
         receipts = [f.result() for f in futures]
         blocker.result()
@@ -79,13 +87,52 @@ def test_a_failing_rating_is_rolled_back_alone(engine: Engine, world: World) -> 
             pool.submit(attempt, rating_in(world, stage="nonsense")),  # 422
             pool.submit(attempt, rating_in(world, value=3)),
         ]
-        time.sleep(0.3)
+        _queued(engine, 4)
         gate.set()
         for f in futures:
             f.result()
     errors = [o for o in outcomes if isinstance(o, Exception)]
     assert sorted(type(e).__name__ for e in errors) == ["Conflict", "Invalid"]
     assert _count(engine) == before + 1 + 2  # the first, and the two good ones
+
+
+def test_a_database_error_in_one_unit_leaves_the_batch_and_the_writer_working(
+    engine: Engine, world: World
+) -> None:
+    """A unit whose statement the database refuses (here a duplicate unique key) gets the
+    IntegrityError; the units before and after it in the same transaction commit."""
+    from sqlalchemy.exc import IntegrityError
+
+    before = _count(engine)
+    gate = threading.Event()
+
+    def duplicate(conn: Connection) -> None:
+        add = (
+            "INSERT INTO insurers (code, name, created_at) "
+            "VALUES ('ZZDUP', :n, CURRENT_TIMESTAMP)"
+        )
+        conn.execute(text(add), {"n": "x"})
+        conn.execute(text(add), {"n": "y"})  # the unique code: refused
+
+    with ThreadPoolExecutor(5) as pool:
+        blocker = pool.submit(group_commit, engine, lambda conn: gate.wait(5))
+        first = pool.submit(record, engine, rating_in(world, value=2))
+        _queued(engine, 1)
+        bad = pool.submit(group_commit, engine, duplicate)
+        _queued(engine, 2)
+        last = pool.submit(record, engine, rating_in(world, value=5))
+        _queued(engine, 3)
+        gate.set()
+        blocker.result()
+        receipts = [first.result(), last.result()]
+        with pytest.raises(IntegrityError, match="(?i)unique|duplicate"):
+            bad.result()
+    assert _count(engine) == before + 2
+    with engine.connect() as conn:
+        stored = set(conn.execute(select(Rating.id)).scalars())
+        dup = conn.execute(text("SELECT count(*) FROM insurers WHERE code = 'ZZDUP'")).scalar()
+    assert {r.id for r in receipts} <= stored
+    assert dup == 0  # the unit's first insert was rolled back with it
 
 
 def test_a_within_failure_rolls_back_its_rating_only(engine: Engine, world: World) -> None:
