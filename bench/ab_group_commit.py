@@ -1,9 +1,10 @@
-"""A/B of group commit on the ingest path: the same database and load, the server
-started alternately with GROUP_COMMIT=0 (each rating its own transaction, in the
-request's threadpool thread) and GROUP_COMMIT=1 (portal/writer.py).
+"""A/B of the write path's switches on the ingest path: the same database and load, the
+server started alternately with GROUP_COMMIT=0/1 (each rating its own transaction in
+the threadpool, or portal/writer.py) and SQLITE_WRITE_LOCK=0/1 (SQLite's busy handler,
+or the in-process lock and the cross-process flock of portal/db.py).
 
     .venv/bin/python -m bench.ab_group_commit [--backend sqlite] [--workers 1]
-        [--channel counter] [--seconds 8] [--rounds 2]
+        [--channel counter] [--seconds 8] [--rounds 2] [--variant busy=1,0 ...]
 """
 
 from __future__ import annotations
@@ -24,12 +25,25 @@ def main() -> None:
     p.add_argument("--channel", default="counter")
     p.add_argument("--seconds", type=float, default=8)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME=GROUP,LOCK",
+        help="e.g. busy=1,0 (GROUP_COMMIT and SQLITE_WRITE_LOCK); default: the four mixes",
+    )
     a = p.parse_args()
     work = Path("bench/.work/ab")
     fx = ingest.fixture(a.backend, f"bench_ab_{a.backend}", work, PG)
     make = ingest.counter_requests if a.channel == "counter" else ingest.phone_requests
     path = ingest.COUNTER if a.channel == "counter" else ingest.PHONE
-    variants = {"old": ("0", "0"), "lock": ("0", "1"), "lock+group": ("1", "1")}
+    variants = {
+        "old": ("0", "0"),
+        "lock": ("0", "1"),
+        "group": ("1", "0"),
+        "lock+group": ("1", "1"),
+    }
+    if a.variant:
+        variants = {n: tuple(v.split(",")) for n, v in (x.split("=") for x in a.variant)}
     out: dict[str, list[http.WrkResult]] = {v: [] for v in variants}
     try:
         for _ in range(a.rounds):

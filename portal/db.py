@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,24 +53,48 @@ def enable_defensive(conn: sqlite3.Connection, path: str) -> bool:
 
 
 class WriteLockedConnection(sqlite3.Connection):
-    """A SQLite connection whose write transactions also hold an in-process lock.
+    """A SQLite connection whose write transactions also hold a lock that wakes the next
+    writer at once, in this process and across processes.
 
     SQLite's busy handler waits for the write lock by sleeping 1, 2, 5, ... up to 100 ms
-    at a time, so threads of one process queueing for it lose most of their time asleep
-    after the lock was already free (ingest fell to ~50 ratings/s, docs/performance.md).
-    Writers of one process queue on a threading.Lock instead, which wakes the next one
-    at once; the busy handler is left for writers of other processes. The lock is taken
-    at BEGIN IMMEDIATE (see on_begin) and released when the transaction ends.
+    at a time, so a writer often sleeps long after the lock was released, and nothing
+    makes the waiting writers take turns: with two worker processes one of them could
+    wait for seconds (docs/performance.md). Writers of one process queue on a
+    threading.Lock; the one holding it then takes an exclusive flock() on a file next to
+    the database, which writers of the other processes poll every 2 ms at most. SQLite's
+    own locking still decides correctness (other programs take only that); these locks
+    only decide who goes next, quickly. Taken at BEGIN IMMEDIATE (see on_begin), released
+    when the transaction ends.
     """
 
     write_lock: threading.Lock | None = None
+    file_lock: int | None = None  # the descriptor holding the flock()
 
-    def hold(self, lock: threading.Lock, timeout: float) -> None:
+    def hold(self, lock: threading.Lock, fd: int | None, timeout: float) -> None:
         if not lock.acquire(timeout=timeout):
             raise sqlite3.OperationalError("database is locked (in-process writers queue)")
         self.write_lock = lock
+        if fd is None:
+            return
+        deadline, pause = time.monotonic() + timeout, 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self.file_lock = fd
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self.release()
+                    raise sqlite3.OperationalError(
+                        "database is locked (writers of other processes)"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
     def release(self) -> None:
+        fd, self.file_lock = self.file_lock, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
         lock, self.write_lock = self.write_lock, None
         if lock is not None:
             lock.release()
@@ -93,13 +119,25 @@ class WriteLockedConnection(sqlite3.Connection):
 
 
 _WRITE_LOCKS: dict[str, threading.Lock] = {}
-# Off by default (SQLITE_WRITE_LOCK=1 turns it on): on the loaded benchmark machine it
-# gave a better p99 but fewer ratings/s than the busy handler (docs/performance.md).
-WRITE_LOCK = os.environ.get("SQLITE_WRITE_LOCK", "0") == "1"
+_LOCK_FILES: dict[tuple[str, int], int] = {}
+# On by default; SQLITE_WRITE_LOCK=0 leaves the waiting to SQLite's busy handler
+# (bench/ab_group_commit.py compares both).
+WRITE_LOCK = os.environ.get("SQLITE_WRITE_LOCK", "1") == "1"
 
 
 def _write_lock(path: str) -> threading.Lock:
     return _WRITE_LOCKS.setdefault(path, threading.Lock())
+
+
+def _lock_file(path: str) -> int | None:
+    """This process's descriptor of `<database>-writer.lock` (per process id: a forked
+    child must not share its parent's open file, or both would hold the flock)."""
+    if path in ("", ":memory:") or path.endswith("/:memory:"):
+        return None
+    key = (path, os.getpid())
+    if key not in _LOCK_FILES:
+        _LOCK_FILES[key] = os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    return _LOCK_FILES[key]
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -131,7 +169,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn = conn.connection.driver_connection
         locked = WRITE_LOCK and isinstance(dbapi_conn, WriteLockedConnection)
         if locked and dbapi_conn.write_lock is None:
-            dbapi_conn.hold(lock, BUSY_TIMEOUT_SECONDS)
+            dbapi_conn.hold(lock, _lock_file(path), BUSY_TIMEOUT_SECONDS)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         except BaseException:

@@ -3,9 +3,11 @@ own savepoint; a failing one is rolled back alone; a receipt means committed."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
@@ -28,8 +30,25 @@ def group_commit_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writer, "ENABLED", True)  # by default only on SQLite (GROUP_COMMIT=auto)
 
 
+class Blocker:
+    """A unit that holds the writer until released, so the units submitted meanwhile
+    queue up behind it and share the next transaction."""
+
+    def __init__(self) -> None:
+        self.running, self.gate = threading.Event(), threading.Event()
+
+    def __call__(self, conn: Connection) -> None:
+        self.running.set()
+        assert self.gate.wait(10), "the test never released the writer"
+
+    def hold(self, pool: ThreadPoolExecutor, engine: Engine) -> Future:
+        held = pool.submit(group_commit, engine, self)
+        assert self.running.wait(10), "the writer never ran the blocker"
+        return held
+
+
 def _queued(engine: Engine, n: int) -> None:
-    """Until n units wait in the writer's queue (the writer itself is held by a blocker)."""
+    """Until n units wait in the writer's queue (the writer itself is held by a Blocker)."""
     deadline = time.monotonic() + 10
     while writer_for(engine).queue.qsize() < n:
         assert time.monotonic() < deadline, "units never reached the writer's queue"
@@ -47,20 +66,17 @@ def test_concurrent_ratings_are_committed_in_batches_and_each_acknowledged(
     before = _count(engine)
     writer = writer_for(engine)
     batches = writer.batches
-    gate = threading.Event()
-
-    def slow(conn: Connection) -> None:  # holds the writer so the others queue up
-        gate.wait(5)
+    blocker = Blocker()
 
     with ThreadPoolExecutor(9) as pool:
-        blocker = pool.submit(group_commit, engine, slow)
+        held = blocker.hold(pool, engine)
         futures = [
             pool.submit(record, engine, rating_in(world, value=1 + i % 5)) for i in range(8)
         ]
         _queued(engine, 8)  # all eight queued behind the blocker
-        gate.set()
+        blocker.gate.set()
         receipts = [f.result() for f in futures]
-        blocker.result()
+        held.result()
     assert len({r.id for r in receipts}) == 8
     assert _count(engine) == before + 8
     assert writer.batches - batches < 9  # at least two ratings shared a commit
@@ -70,7 +86,7 @@ def test_a_failing_rating_is_rolled_back_alone(engine: Engine, world: World) -> 
     before = _count(engine)
     dup = key()
     record(engine, rating_in(world, idempotency_key=dup, value=5))
-    gate = threading.Event()
+    blocker = Blocker()
     outcomes: list[object] = []
 
     def attempt(r: object) -> None:
@@ -80,7 +96,7 @@ def test_a_failing_rating_is_rolled_back_alone(engine: Engine, world: World) -> 
             outcomes.append(err)
 
     with ThreadPoolExecutor(5) as pool:
-        pool.submit(group_commit, engine, lambda conn: gate.wait(5))
+        blocker.hold(pool, engine)
         futures = [
             pool.submit(attempt, rating_in(world, value=4)),
             pool.submit(attempt, rating_in(world, idempotency_key=dup, value=1)),  # 409
@@ -88,7 +104,7 @@ def test_a_failing_rating_is_rolled_back_alone(engine: Engine, world: World) -> 
             pool.submit(attempt, rating_in(world, value=3)),
         ]
         _queued(engine, 4)
-        gate.set()
+        blocker.gate.set()
         for f in futures:
             f.result()
     errors = [o for o in outcomes if isinstance(o, Exception)]
@@ -104,7 +120,7 @@ def test_a_database_error_in_one_unit_leaves_the_batch_and_the_writer_working(
     from sqlalchemy.exc import IntegrityError
 
     before = _count(engine)
-    gate = threading.Event()
+    blocker = Blocker()
 
     def duplicate(conn: Connection) -> None:
         add = (
@@ -115,15 +131,15 @@ def test_a_database_error_in_one_unit_leaves_the_batch_and_the_writer_working(
         conn.execute(text(add), {"n": "y"})  # the unique code: refused
 
     with ThreadPoolExecutor(5) as pool:
-        blocker = pool.submit(group_commit, engine, lambda conn: gate.wait(5))
+        held = blocker.hold(pool, engine)
         first = pool.submit(record, engine, rating_in(world, value=2))
         _queued(engine, 1)
         bad = pool.submit(group_commit, engine, duplicate)
         _queued(engine, 2)
         last = pool.submit(record, engine, rating_in(world, value=5))
         _queued(engine, 3)
-        gate.set()
-        blocker.result()
+        blocker.gate.set()
+        held.result()
         receipts = [first.result(), last.result()]
         with pytest.raises(IntegrityError, match="(?i)unique|duplicate"):
             bad.result()
@@ -164,16 +180,30 @@ def test_the_sqlite_write_lock_is_released_at_commit_and_rollback(
 
     monkeypatch.setattr(db, "WRITE_LOCK", True)
     local = db.make_engine(str(engine.url))
-    lock = db._write_lock(str(__import__("pathlib").Path(engine.url.database).resolve()))
+    path = str(__import__("pathlib").Path(engine.url.database).resolve())
+    lock = db._write_lock(path)
+    # Another open file description, as another process would have: it cannot take the
+    # flock while a write transaction holds it.
+    other = os.open(f"{path}-writer.lock", os.O_RDWR)
+
+    def file_locked() -> bool:
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(other, fcntl.LOCK_UN)
+        return False
+
     with local.begin() as conn:
-        assert lock.locked()
+        assert lock.locked() and file_locked()
         conn.execute(text("SELECT 1"))
-    assert not lock.locked()
+    assert not lock.locked() and not file_locked()
     with pytest.raises(ZeroDivisionError), local.begin():
-        assert lock.locked()
+        assert lock.locked() and file_locked()
         1 / 0  # noqa: B018
-    assert not lock.locked()
+    assert not lock.locked() and not file_locked()
     with local.connect().execution_options(read_only=True) as conn:  # readers never take it
         conn.execute(text("SELECT 1"))
-        assert not lock.locked()
+        assert not lock.locked() and not file_locked()
+    os.close(other)
     local.dispose()
