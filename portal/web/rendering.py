@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 from jinja2_fragments import render_block
@@ -78,8 +79,12 @@ def make_templates() -> Jinja2Blocks:
     return templates
 
 
-def _babel(locale: str) -> str:
-    return "zh_Hans_CN" if locale == "zh_Hans" else "en"
+_BABEL = {"zh_Hans": Locale.parse("zh_Hans_CN"), "en": Locale.parse("en")}
+
+
+def _babel(locale: str) -> Locale:
+    """Babel's locale, parsed once: given a name, every format call parses it again."""
+    return _BABEL.get(locale, _BABEL["en"])
 
 
 def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") -> str:
