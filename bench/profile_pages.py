@@ -1,17 +1,19 @@
-"""CPU cost of the insurer page and its reviews fragment, in process (no wrk, no uvicorn).
+"""CPU cost of the insurer page and its reviews fragment, per request, measured on the server.
 
-    .venv/bin/python -m bench.profile_pages --ratings 5000 [--requests 200]
-    .venv/bin/python -m bench.profile_pages --ratings 1000000 --cold   # every request a miss
-    .venv/bin/python -m bench.profile_pages --only page --record bench/.work/pages-profile
+    .venv/bin/python -m bench.profile_pages [--ratings 5000] [--seconds 5] [--cold] [--bare]
+    .venv/bin/python -m bench.profile_pages --ratings 1000000 --cold --record bench/.work/prof
 
-Uses the page database of bench/pages.py (made there if missing) and the busiest
-insurer. Reports the process CPU time per request (all threads: the handler's database
-work runs in the threadpool), which, unlike wrk's figures, does not depend much on what
-else the shared machine is doing; with `--record OUT`, py-spy samples every thread of
-the run (OUT.txt, collapsed stacks) and the functions with the most samples are printed
-(bench.profile_ingest.summarise). `--cold` asks a different page of reviews each time, so
-that no request is served from the page cache (portal/page_cache.py): it measures the
-queries and the rendering.
+Starts the portal as bench/pages.py does (uvicorn, 2 workers, the page database of that
+size, made there if missing), loads `/insurers/{busiest}` with wrk (page, then fragment)
+and divides the CPU time the server's processes used (utime + stime from /proc) by the
+requests wrk counted (64 connections as in bench/pages.py, or `--connections 1`: the
+cost of one request alone, without threads contending for the GIL). Unlike wrk's req/s
+and latency, that figure barely depends on what else the shared 2-core machine does.
+`--cold` starts the portal with PAGE_CACHE_MB=0: every request runs the queries and
+renders (the miss path of portal/page_cache.py).
+`--bare` measures the ceiling (bench/bare_app.py) the same way. `--record OUT` samples the
+workers with py-spy meanwhile (OUT-page.txt, OUT-fragment.txt: collapsed stacks) and
+prints the functions with the most samples (bench.profile_ingest.summarise).
 """
 
 from __future__ import annotations
@@ -20,75 +22,79 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench import pages
+from bench import http, pages
 
 HERE = Path(__file__).resolve().parent
+TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _client(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    os.environ.update(env)
-    from starlette.testclient import TestClient
-
-    from portal.web.app import create_app
-
-    return TestClient(create_app(), base_url="https://testserver")
-
-
-def _paths(code: str, n: int, cold: bool) -> list[str]:
-    base = f"/insurers/{code}"
-    if not cold:
-        return [base] * n
-    sorts = ("", "&sort=oldest", "&sort=lowest", "&sort=highest")
-    return [f"{base}?page={1 + i % 400}{sorts[i // 400 % 4]}" for i in range(n)]
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / TICK
 
 
-def measure(client, paths: list[str], headers: dict[str, str]) -> float:  # type: ignore[no-untyped-def]
-    for path in paths[:3]:  # warm-up: imports, template compilation, connections
-        client.get(path, headers=headers)
-    start = time.process_time()
-    for path in paths:
-        r = client.get(path, headers=headers)
-        assert r.status_code == 200, (path, r.status_code)
-    return (time.process_time() - start) * 1000 / len(paths)
-
-
-def record(out: Path, argv: list[str], top: int) -> int:
-    """Run this module again under py-spy (every thread, 250 samples/s), then summarise."""
-    from bench.profile_ingest import summarise
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    spy = Path(sys.executable).with_name("py-spy")
-    cmd = [str(spy), "record", "--format", "raw", "-r", "250", "-o", f"{out}.txt", "--"]
-    subprocess.run([*cmd, sys.executable, "-m", "bench.profile_pages", *argv], check=True)
-    print(summarise(Path(f"{out}.txt"), top))
-    return 0
+def measure(server: http.Server, path: str, headers: dict[str, str], seconds: float,
+            workdir: Path, record: Path | None) -> tuple[float, http.WrkResult]:  # fmt: skip
+    http.wrk(server.url + path, 1, workdir, headers=headers)  # warm-up: caches, templates
+    pids = server.pids()
+    spy = None
+    if record:
+        cmd = [str(Path(sys.executable).with_name("py-spy")), "record", "--subprocesses"]
+        cmd += ["--pid", str(server.pid), "--format", "raw", "-r", "200", "-o", f"{record}.txt"]
+        cmd += ["--duration", str(max(1, round(seconds)))]
+        spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    before = cpu_seconds(pids)
+    result = http.wrk(server.url + path, seconds, workdir, headers=headers)
+    used = cpu_seconds(pids) - before
+    if spy:
+        spy.wait(timeout=60)
+    return used * 1000 / max(1, result.requests), result
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ratings", type=int, default=5_000)
-    p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--cold", action="store_true", help="a different page of reviews each time")
-    p.add_argument("--only", choices=("page", "fragment"), help="measure only this kind")
-    p.add_argument("--record", type=Path, help="profile with py-spy into OUT.txt")
-    p.add_argument("--top", type=int, default=30, help="functions to list with --record")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--cold", action="store_true", help="no page cache: every request a miss")
+    p.add_argument("--bare", action="store_true", help="the bare template ceiling instead")
+    p.add_argument("--connections", type=int, default=http.CONNECTIONS,
+                   help="wrk's connections (1: the cost of a request alone)")  # fmt: skip
+    p.add_argument("--record", type=Path, help="py-spy the workers into OUT-{kind}.txt")
+    p.add_argument("--top", type=int, default=30, help="functions listed with --record")
     a = p.parse_args(argv)
-    if a.record:
-        rest = [x for x in (argv or sys.argv[1:]) if x not in ("--record", str(a.record))]
-        return record(a.record, rest, a.top)
+    http.CONNECTIONS, http.THREADS = a.connections, min(http.THREADS, a.connections)
     workdir = HERE / ".work" / "pages"
     url, env, _ = pages.database(workdir, a.ratings)
     code, _ = pages.busiest_insurer(url)
-    with _client(env) as client:
+    path = f"/insurers/{code}"
+    if a.bare:
+        context = workdir / "page-context.pickle"
+        pages.capture_context(url, code, context)
+        ceiling = {"BENCH_PAGE_CONTEXT": str(context)}
+        server = http.Server("bench.bare_app:app", pages.WORKERS, env=ceiling, ready_path="/ping")
+    else:
+        env = {**env, "PAGE_CACHE_MB": "0"} if a.cold else env
+        server = http.Server("app:app", pages.WORKERS, env=env, ready_path=path)
+    label = "bare" if a.bare else ("portal, no cache" if a.cold else "portal")
+    label += f", {a.connections} connections"
+    with http.serving(server, workdir):
         for kind, headers in (("page", {}), ("fragment", {"HX-Request": "true"})):
-            if a.only and kind != a.only:
-                continue
-            paths = _paths(code, a.requests, a.cold)
-            cpu = measure(client, paths, headers)
-            print(f"{kind}: {cpu:.2f} ms CPU per request ({len(paths)} requests, {code})")
+            out = Path(f"{a.record}-{kind}") if a.record else None
+            cpu_ms, r = measure(server, path, headers, a.seconds, workdir, out)
+            print(f"{kind} ({label}, {a.ratings:,} ratings): {cpu_ms:.2f} ms CPU per request; "
+                  f"wrk {r.brief()}", flush=True)  # fmt: skip
+            if out:
+                from bench.profile_ingest import summarise
+
+                print(summarise(Path(f"{out}.txt"), a.top))
     return 0
 
 
