@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, select
@@ -53,6 +53,24 @@ def page_version(conn: Connection, code: str) -> PageVersion:
     if row is None:
         raise unknown_insurer(code)
     return PageVersion(int(row[0]), str(row[1]), int(row[2]))
+
+
+def lock_versions(conn: Connection, insurer_ids: Iterable[int]) -> None:
+    """Lock these insurers' version rows first, in a fixed order (PostgreSQL; SQLite has
+    one writer at a time). A rating's triggers bump the row from its text insert, and
+    again from its rollup upsert: without this, a rating with a text (version, then a
+    rollup row) and one without (the same rollup row, then the version) could deadlock,
+    and so could two batches naming insurers in different orders."""
+    ids = sorted(set(insurer_ids))
+    if conn.dialect.name != "postgresql" or not ids:
+        return
+    stmt = (
+        select(InsurerPage.insurer_id)
+        .where(InsurerPage.insurer_id.in_(ids))
+        .order_by(InsurerPage.insurer_id)
+        .with_for_update()
+    )
+    conn.execute(stmt).all()
 
 
 class PageCache:

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from moderation.flags import flag_texts
-from portal import rollups
+from portal import page_cache, rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
 from portal.models import (
@@ -490,6 +490,7 @@ def record_many(
         receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
     t1 = clock()
     if rows:
+        page_cache.lock_versions(conn, (row["insurer_id"] for row in rows))  # lock order
         conn.execute(Rating.__table__.insert(), rows)
         if texts:
             conn.execute(RatingText.__table__.insert(), texts)
