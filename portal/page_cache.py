@@ -23,7 +23,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from portal.insurer_stats import insurer_code, unknown_insurer
 from portal.models import Insurer, InsurerPage
@@ -42,14 +42,18 @@ class PageVersion:
     version: int
 
 
+# Built once: it runs on every page view, cached or not, and building a statement costs
+# more CPU than SQLite takes to answer it.
+_VERSION = (
+    select(Insurer.id, Insurer.code, func.coalesce(InsurerPage.version, 0))
+    .outerjoin(InsurerPage, InsurerPage.insurer_id == Insurer.id)
+    .where(Insurer.code == bindparam("code"))
+)
+
+
 def page_version(conn: Connection, code: str) -> PageVersion:
     """The insurer and the data version of its page, in one indexed query."""
-    stmt = (
-        select(Insurer.id, Insurer.code, func.coalesce(InsurerPage.version, 0))
-        .outerjoin(InsurerPage, InsurerPage.insurer_id == Insurer.id)
-        .where(Insurer.code == insurer_code(code))
-    )
-    row = conn.execute(stmt).first()
+    row = conn.execute(_VERSION, {"code": insurer_code(code)}).first()
     if row is None:
         raise unknown_insurer(code)
     return PageVersion(int(row[0]), str(row[1]), int(row[2]))
