@@ -59,6 +59,8 @@ def database(workdir: Path, ratings: int) -> tuple[str, dict[str, str], str]:
             demo.load(engine, settings, n=ratings, seed=20261122, progress=False)
             engine.dispose()
         done.write_text(datetime.now(UTC).isoformat())
+    else:
+        migrate(settings)  # a database kept from an older schema (a no-op when current)
     env = {
         "DATABASE_URL": url,
         "LEDGER_KEY_PATH": str(settings.ledger_key_path),

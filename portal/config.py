@@ -35,6 +35,7 @@ class Settings:
     ranking_prior_weight: float = 50.0  # ratings' worth of the slice mean added (Bayesian)
     ranking_min_count: int = 30  # fewer ratings in a slice: "insufficient data", no rank
     ranking_half_life_days: float = 182.5  # recency view: a rating's weight halves per h
+    page_cache_mb: int = 16  # rendered insurer pages kept per worker process; 0 = off
 
     def ranking_method(self) -> Any:
         """The ranking's method as configured (docs/rankings.md); snapshots record it."""
@@ -94,6 +95,7 @@ def load_settings(env_file: str | Path | None = None) -> Settings:
         ranking_prior_weight=config("RANKING_PRIOR_WEIGHT", cast=float, default=50.0),
         ranking_min_count=config("RANKING_MIN_COUNT", cast=int, default=30),
         ranking_half_life_days=config("RANKING_HALF_LIFE_DAYS", cast=float, default=182.5),
+        page_cache_mb=config("PAGE_CACHE_MB", cast=int, default=16),
     )
     if (
         settings.ranking_prior_weight < 0

@@ -277,14 +277,23 @@ class Profile:
         }
 
 
-def find_insurer(conn: Connection, code: str) -> tuple[int, str, str]:
+def unknown_insurer(code: str) -> NotFound:
+    return NotFound("Unknown insurer “%(value)s”.", code="unknown_insurer", value=code[:16])
+
+
+def insurer_code(code: str) -> str:
+    """The code as stored (upper case); NotFound for anything that cannot be one."""
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", code):  # also keeps NUL away from the driver
-        raise NotFound("Unknown insurer “%(value)s”.", code="unknown_insurer", value=code[:16])
+        raise unknown_insurer(code)
+    return code.upper()
+
+
+def find_insurer(conn: Connection, code: str) -> tuple[int, str, str]:
     row = conn.execute(
-        select(Insurer.id, Insurer.code, Insurer.name).where(Insurer.code == code.upper())
+        select(Insurer.id, Insurer.code, Insurer.name).where(Insurer.code == insurer_code(code))
     ).first()
     if row is None:
-        raise NotFound("Unknown insurer “%(value)s”.", code="unknown_insurer", value=code[:16])
+        raise unknown_insurer(code)
     return int(row.id), str(row.code), str(row.name)
 
 

@@ -101,6 +101,16 @@ class Rating(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("source", "idempotency_key"),
         Index("ix_ratings_insurer_occurred", "insurer_id", "occurred_at"),
+        # The written reviews of an insurer, newest first, without visiting the others
+        # (portal/reviews.py lists and counts them with `text_hash IS NOT NULL`).
+        Index(
+            "ix_ratings_insurer_reviews",
+            "insurer_id",
+            "occurred_at",
+            "id",
+            sqlite_where=text("text_hash IS NOT NULL"),
+            postgresql_where=text("text_hash IS NOT NULL"),
+        ),
     )
     id: str = Field(primary_key=True, max_length=32)
     insurer_id: int = Field(foreign_key="insurers.id")
@@ -584,3 +594,18 @@ class RankingSnapshot(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: rows, medians
     published_by: int = Field(foreign_key="users.id")
     published_at: datetime = tz_field(now=True)
+
+
+class InsurerPage(SQLModel, table=True):
+    """What an insurer's public page is made of: database triggers (migration 0008) bump
+    `version` in the same transaction as every write the page shows (a rating's rollup,
+    a text, its takedown or redaction, a reply, a follow-up or an edit, a branch, the
+    insurer itself) and keep `reviews`, the count of its written reviews (removed ones
+    included). portal/page_cache.py keys the page's rendered HTML on `version`."""
+
+    __tablename__ = "insurer_pages"
+    insurer_id: int = Field(foreign_key="insurers.id", primary_key=True)
+    version: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
+    )
+    reviews: int = Field(default=0, sa_column_kwargs={"server_default": text("0")})

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, select, text
 
 from moderation.flags import flag_texts
-from portal import rollups
+from portal import page_cache, rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
 from portal.models import (
@@ -525,6 +525,7 @@ def record_many(
         receipts.append(Receipt(row["id"], row["leaf_hash"], recorded))
     t1 = clock()
     if rows:
+        page_cache.lock_versions(conn, (row["insurer_id"] for row in rows))  # lock order
         conn.execute(_INSERT_RATING, rows)
         if texts:
             conn.execute(_INSERT_TEXT, texts)

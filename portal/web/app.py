@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
 from portal.db import make_engine, unavailable
+from portal.page_cache import PageCache
 from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             search=index,
             phone_key=phone_key,
             sms=sms.make_sender(settings, engine, phone_key),
+            page_cache=PageCache(settings.page_cache_mb * 2**20),
         )
         tasks = _background(portal)
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,12 +12,18 @@ from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from portal import insurer_stats, reviews
+from portal import insurer_stats, page_cache, reviews
 from portal.insurer_stats import MonthPoint
 from portal.ratings import CHINA
 from portal.regions import province_name
 from portal.reviews import ReviewFilter
-from portal.web.rendering import is_htmx, locale_of, render
+from portal.web.rendering import (
+    is_htmx,
+    locale_of,
+    render,
+    render_blocks,
+    render_prerendered,
+)
 from portal.web.routing import Router
 
 router = Router()
@@ -95,26 +101,46 @@ def _reviews_part(conn: Connection, code: str, f: ReviewFilter) -> dict[str, Any
     }
 
 
-def _whole_page(conn: Connection, code: str, f: ReviewFilter) -> dict[str, Any]:
-    today = datetime.now(CHINA).date()
+def _whole_page(
+    conn: Connection, code: str, f: ReviewFilter, today: date | None = None
+) -> dict[str, Any]:
+    today = today or datetime.now(CHINA).date()
     p = insurer_stats.profile(conn, code, today, reviews.count_reviews)
     return {"profile": p, **_reviews_part(conn, p.code, f)}
 
 
+PAGE_BLOCKS = ("head", "title", "content")
+
+
 @router.route("/insurers/{code}", roles="public")
 async def insurer_page(request: Request) -> Response:
-    """Headline figures, distributions, trend and reviews; htmx gets the reviews only."""
-    code = request.path_params["code"][:16]
+    """Headline figures, distributions, trend and reviews; htmx gets the reviews only.
+
+    The public blocks are cached as HTML per worker (portal/page_cache.py), checked
+    against the page's data version on every request; the shell is rendered per visitor."""
     f = page_filter(request)
     portal = request.state.portal
     fragment = is_htmx(request)
-    data = await portal.read(_reviews_part if fragment else _whole_page, code, f)
-    data["base"] = f"/insurers/{data['insurer']['code']}"
-    data["pager"] = reviews.page_links(f, data["page"], data["base"])
-    if not fragment:
-        data["chart"] = trend_chart(data["profile"].trend, locale_of(request))
-    push = {"HX-Push-Url": data["base"] + f.query_string()}  # without the empty fields
-    return render(request, "public/insurer.html", data, block="reviews", headers=push)
+    # The version first, then (on a miss) the data: see portal/page_cache.py.
+    v = await portal.read(page_cache.page_version, request.path_params["code"][:16])
+    base = f"/insurers/{v.code}"
+    push = {"HX-Push-Url": base + f.query_string()}  # without the empty fields
+    today = datetime.now(CHINA).date()  # the trend's months
+    locale = locale_of(request)
+    key = ("insurer", v.code, locale, f.query_string(), "reviews" if fragment else today)
+    blocks = portal.page_cache.get(key, v.version)
+    if blocks is None:
+        if fragment:
+            data = await portal.read(_reviews_part, v.code, f)
+        else:
+            data = await portal.read(_whole_page, v.code, f, today)
+            data["chart"] = trend_chart(data["profile"].trend, locale)
+        data["base"] = base
+        data["pager"] = reviews.page_links(f, data["page"], base)
+        names = ("reviews",) if fragment else PAGE_BLOCKS
+        blocks = render_blocks(request, "public/insurer.html", names, data)
+        portal.page_cache.put(key, v.version, blocks)
+    return render_prerendered(request, blocks, block="reviews", headers=push)
 
 
 # -- the trend chart (server-rendered SVG: no script, no inline style) -----------------

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
+from jinja2_fragments import render_block
 from jinja2_fragments.starlette import Jinja2Blocks
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -28,6 +31,20 @@ def locale_of(request: Request) -> str:
     )
     request.state.locale = locale
     return locale
+
+
+def public_context(locale: str) -> dict[str, Any]:
+    """What a template may use when its HTML is shared between visitors: the locale,
+    and no principal, CSRF token or path (those belong to the per-request shell)."""
+    t = translations(locale)
+    return {
+        "_": t.gettext,
+        "ngettext": t.ngettext,
+        "locale": locale,
+        "html_lang": HTML_LANG[locale],
+        "principal": None,
+        "csrf_token": "",
+    }
 
 
 def _context(request: Request) -> dict[str, Any]:
@@ -62,8 +79,12 @@ def make_templates() -> Jinja2Blocks:
     return templates
 
 
-def _babel(locale: str) -> str:
-    return "zh_Hans_CN" if locale == "zh_Hans" else "en"
+_BABEL = {"zh_Hans": Locale.parse("zh_Hans_CN"), "en": Locale.parse("en")}
+
+
+def _babel(locale: str) -> Locale:
+    """Babel's locale, parsed once: given a name, every format call parses it again."""
+    return _BABEL.get(locale, _BABEL["en"])
 
 
 def _when(value: datetime | None, locale: str = "zh_Hans", fmt: str = "medium") -> str:
@@ -105,3 +126,29 @@ def render(
     return templates.TemplateResponse(
         request, template, context or {}, status_code=status, headers=headers, block_name=fragment
     )
+
+
+def render_blocks(
+    request: Request, template: str, blocks: tuple[str, ...], context: dict[str, Any]
+) -> dict[str, str]:
+    """Blocks of a page rendered alone, as visitor-independent HTML (public_context)."""
+    env = request.state.portal.templates.env
+    values = {**context, **public_context(locale_of(request))}
+    return {name: render_block(env, template, name, values) for name in blocks}
+
+
+def render_prerendered(
+    request: Request, blocks: dict[str, str], *, block: str, headers: dict[str, str]
+) -> Response:
+    """A page from blocks rendered earlier (render_blocks), in the per-request shell
+    (base.html), or only `block` for an htmx request: as render() would answer."""
+    # Markup: this is HTML that Jinja autoescaped when render_blocks made it.
+    safe = {name: Markup(html) for name, html in blocks.items()}  # noqa: S704
+    if is_htmx(request):
+        return render(
+            request,
+            "_partials/_prerendered_block.html",
+            {"blocks": safe, "block": block},
+            headers=headers,
+        )
+    return render(request, "_partials/_prerendered_page.html", {"blocks": safe}, headers=headers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
@@ -14,6 +14,7 @@ from portal import writer
 from portal.config import Settings
 from portal.db import reading
 from portal.ledger import LedgerKey
+from portal.page_cache import PageCache
 
 T = TypeVar("T")
 
@@ -27,6 +28,7 @@ class Portal:
     search: Any  # portal.search.SearchIndex
     phone_key: bytes = b""  # HMAC key for customers' phone numbers (portal.secrets_files)
     sms: Any = None  # portal.sms.Sender
+    page_cache: PageCache = field(default_factory=lambda: PageCache(0))  # 0: keeps nothing
 
     async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(conn, ...) in a read-only connection, off the event loop."""
