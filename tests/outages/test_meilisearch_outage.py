@@ -148,7 +148,12 @@ def test_meilisearch_outage_loses_nothing_and_the_index_catches_up(
     seen = [s.body["search"] for s in samples if s.at < up_at] + [back.body["search"]]
     seen += [s.body["search"] for s in samples if s.at > back.at] + [final.body["search"]]
     states = [x for i, x in enumerate(seen) if i == 0 or seen[i - 1] != x]
-    assert states == ["ok", "down", "degraded", "ok"], states
+    # While Meilisearch shuts down, the drainer can be refused a moment before the health
+    # probe is: "degraded" (answers, but deliveries fail) is the truth for that moment.
+    assert states in (
+        ["ok", "down", "degraded", "ok"],
+        ["ok", "degraded", "down", "degraded", "ok"],
+    ), states
     assert all(s.status == 200 and s.body["db"] == "ok" for s in samples)
     assert final.body["search"] == "ok" and final.body["outbox_pending"] == 0, final.body
     assert final.body["outbox_oldest_age_seconds"] is None
