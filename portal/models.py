@@ -605,6 +605,9 @@ class InsurerPage(SQLModel, table=True):
 
     __tablename__ = "insurer_pages"
     insurer_id: int = Field(foreign_key="insurers.id", primary_key=True)
+    # PostgreSQL spreads the counters over several rows per insurer, one per transaction
+    # (migration 0008): the version and the count are the sums over an insurer's slots.
+    slot: int = Field(default=0, primary_key=True, sa_column_kwargs={"server_default": text("0")})
     version: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0"))
     )

@@ -23,12 +23,13 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from portal.insurer_stats import insurer_code, unknown_insurer
 from portal.models import Insurer, InsurerPage
 
 Blocks = dict[str, str]  # block name -> rendered HTML
+SLOTS = 16  # PostgreSQL's version rows per insurer (migration 0008 uses the same number)
 
 
 def _size(blocks: Blocks) -> int:
@@ -45,9 +46,10 @@ class PageVersion:
 # Built once: it runs on every page view, cached or not, and building a statement costs
 # more CPU than SQLite takes to answer it.
 _VERSION = (
-    select(Insurer.id, Insurer.code, func.coalesce(InsurerPage.version, 0))
+    select(Insurer.id, Insurer.code, func.coalesce(func.sum(InsurerPage.version), 0))
     .outerjoin(InsurerPage, InsurerPage.insurer_id == Insurer.id)
     .where(Insurer.code == bindparam("code"))
+    .group_by(Insurer.id, Insurer.code)
 )
 
 
@@ -68,13 +70,16 @@ def lock_versions(conn: Connection, insurer_ids: Iterable[int]) -> None:
     ids = sorted(set(insurer_ids))
     if conn.dialect.name != "postgresql" or not ids:
         return
-    stmt = (
-        select(InsurerPage.insurer_id)
-        .where(InsurerPage.insurer_id.in_(ids))
-        .order_by(InsurerPage.insurer_id)
-        .with_for_update()
-    )
-    conn.execute(stmt).all()
+    # This transaction's slot rows (the ones its triggers will bump), created if missing
+    # and locked in insurer order by bumping them now: harmless, a version only grows.
+    conn.execute(_LOCK_SLOTS, [{"iid": iid} for iid in ids])
+
+
+_LOCK_SLOTS = text(
+    "INSERT INTO insurer_pages (insurer_id, slot, version, reviews) "
+    f"VALUES (:iid, (txid_current() % {SLOTS})::integer, 1, 0) "
+    "ON CONFLICT (insurer_id, slot) DO UPDATE SET version = insurer_pages.version + 1"
+)
 
 
 class PageCache:

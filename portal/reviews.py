@@ -372,8 +372,10 @@ def count_reviews(conn: Connection, insurer_id: int) -> int:
 
 def count_reviews_by_insurer(conn: Connection, insurer_ids: list[int]) -> dict[int, int]:
     """count_reviews of several insurers in one query."""
-    stmt = select(InsurerPage.insurer_id, InsurerPage.reviews).where(
-        InsurerPage.insurer_id.in_(insurer_ids)
+    stmt = (
+        select(InsurerPage.insurer_id, func.sum(InsurerPage.reviews))
+        .where(InsurerPage.insurer_id.in_(insurer_ids))
+        .group_by(InsurerPage.insurer_id)
     )
     return {int(iid): int(n) for iid, n in conn.execute(stmt)}
 

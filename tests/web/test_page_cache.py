@@ -13,14 +13,14 @@ from datetime import timedelta
 
 import pytest
 from bs4 import BeautifulSoup
-from sqlalchemy import Engine, select, text, update
+from sqlalchemy import Engine, func, select, text, update
 from starlette.testclient import TestClient
 
 from portal import directory, replies
 from portal.config import Settings
 from portal.models import Insurer, InsurerPage
-from portal.page_cache import PageCache
-from portal.ratings import RatingIn, record_batch
+from portal.page_cache import SLOTS, PageCache, page_version
+from portal.ratings import RatingIn, record_batch, record_many
 from portal.web.app import create_app
 from portal.web.security import ANON_CSRF_COOKIE
 from tests.factories import approve_takedown, key, moderation_user
@@ -227,7 +227,7 @@ def test_kept_review_count_matches_a_count_of_the_texts(engine: Engine, shop: Se
     _review(engine, None)
     with engine.connect() as conn:
         kept = conn.execute(
-            select(InsurerPage.reviews).where(InsurerPage.insurer_id == shop.insurer_id)
+            select(func.sum(InsurerPage.reviews)).where(InsurerPage.insurer_id == shop.insurer_id)
         ).scalar_one()
         scanned = conn.execute(
             text(
@@ -263,3 +263,46 @@ def test_the_cache_keeps_to_its_byte_budget_least_recently_used_first() -> None:
     assert cache.get("a", 1) is not None and cache.get("c", 1) is not None
     cache.put("huge", 1, {"b": "x" * 11})  # larger than the budget: not kept
     assert cache.get("huge", 1) is None and len(cache) == 2
+
+
+@pytest.mark.postgres_only
+def test_concurrent_ratings_of_one_insurer_do_not_queue_on_one_version_row(
+    engine: Engine, shop: Seeded
+) -> None:
+    """Two open transactions rating the same insurer (other rollup rows) both bump its
+    page version without waiting for each other: each bumps its own slot row. With one
+    row per insurer the second would wait for the first's COMMIT (lock_timeout here)."""
+
+    def rating(stage: str) -> RatingIn:
+        return RatingIn(
+            insurer=CODE, stage=stage, channel="web", scale=5, value=3,
+            occurred_at=NOW - timedelta(minutes=1), source="test-page-slots",
+            idempotency_key=key(), branch=f"{CODE}-B1", verified=True,
+        )  # fmt: skip
+
+    def version() -> int:
+        with engine.connect() as conn:
+            return page_version(conn, CODE).version
+
+    before = version()
+    with engine.connect() as first, engine.connect() as second:
+        first.begin()
+        slot = first.execute(text("SELECT txid_current() % :n"), {"n": SLOTS}).scalar_one()
+        record_many(first, [rating("claim")])
+        for _ in range(100):  # a transaction id of another slot (they are consecutive)
+            second.begin()
+            if second.execute(text("SELECT txid_current() % :n"), {"n": SLOTS}).scalar() != slot:
+                break
+            second.rollback()
+        second.execute(text("SET LOCAL lock_timeout = '3s'"))
+        record_many(second, [rating("renewal")])  # raises if it waits for `first`
+        second.commit()
+        first.commit()
+    assert version() >= before + 2
+
+
+def test_the_migration_and_the_cache_agree_on_the_slots() -> None:
+    from importlib import import_module
+
+    migration = import_module("portal.migrations.versions.0008_insurer_pages")
+    assert migration.SLOTS == SLOTS
