@@ -29,7 +29,7 @@ from portal.insurer_stats import insurer_code, unknown_insurer
 from portal.models import Insurer, InsurerPage
 
 Blocks = dict[str, str]  # block name -> rendered HTML
-SLOTS = 16  # PostgreSQL's version rows per insurer (migration 0008 uses the same number)
+SLOTS = 64  # PostgreSQL's version rows per insurer (migration 0008 uses the same number)
 
 
 def _size(blocks: Blocks) -> int:

@@ -11,7 +11,7 @@ a cache in any worker notices the change on its next request by reading one row:
 - branches (names and regions shown on reviews, the region filter) and insurers (name,
   code, policy-number format used for masking).
 On PostgreSQL the counters are split over SLOTS rows per insurer, one chosen per
-transaction (`txid_current() % SLOTS`): a single row would make every rating of an
+transaction (`txid_current() % SLOTS`, 64: about as many as the connections writing at once): a single row would make every rating of an
 insurer wait for the previous one's COMMIT (counter ingest with two workers fell from
 ~167 to ~93 req/s). The version is the sum of the slots (a sum of counters that only
 grow changes whenever one does), and so is the review count. SQLite has one writer at a
@@ -47,7 +47,7 @@ SOURCES = {
 }
 OPS = ("INSERT", "UPDATE", "DELETE")
 
-SLOTS = 16  # PostgreSQL: rows per insurer the counters are spread over (see above)
+SLOTS = 64  # PostgreSQL: rows per insurer the counters are spread over (see above)
 PG_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION gongping_insurer_page_bump() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
