@@ -132,17 +132,32 @@ def _weight(s: Slice, method: Method, period: Period, day: date | None) -> float
     return rankings.recency_weight((period.end - day).days, method.half_life_days or 182.5)
 
 
-# Branches by connection: one page reads them once, not once per period it computes
-# (14 times for a ranking and its trend). Each read opens its own Connection, so a new
-# branch is seen by the next page.
-_BRANCHES: weakref.WeakKeyDictionary[Connection, dict[int, Any]] = weakref.WeakKeyDictionary()
+# Branches by connection and scope: one page reads them once, not once per period it
+# computes (14 times for a ranking and its trend), and a province's page only its own
+# few dozen (the same prefix as _scoped), not all of them. Each read opens its own
+# Connection, so a new branch is seen by the next page.
+_BRANCHES: weakref.WeakKeyDictionary[Connection, dict[str, dict[int, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _branches(conn: Connection) -> dict[int, Any]:
-    found = _BRANCHES.get(conn)
+def _prefix(scope: Scope) -> str:
+    """The region prefix of the scope's branches ('' for national)."""
+    if scope.kind == "national":
+        return ""
+    return scope.region[:2] if scope.kind == "province" else scope.region[:4]
+
+
+def _branches(conn: Connection, scope: Scope) -> dict[int, Any]:
+    """id -> branch, for the branches whose region could be in `scope` (all if national)."""
+    by_prefix = _BRANCHES.setdefault(conn, {})
+    prefix = _prefix(scope)
+    found = by_prefix.get(prefix)
     if found is None:
         stmt = select(Branch.id, Branch.insurer_id, Branch.code, Branch.name, Branch.region)
-        found = _BRANCHES[conn] = {r.id: r for r in conn.execute(stmt)}
+        if prefix:
+            stmt = stmt.where(Branch.region.startswith(prefix, autoescape=True))
+        found = by_prefix[prefix] = {r.id: r for r in conn.execute(stmt)}
     return found
 
 
@@ -158,7 +173,7 @@ def _daily_tallies(
     # Narrowed in SQL (a province's branches are a thirtieth of the rows to read and
     # add up) and checked again below with Scope.contains.
     stmt = _scoped(stmt, s, c)
-    branches = _branches(conn)
+    branches = _branches(conn, s.scope)
     out: dict[tuple[int, int], dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     for row in conn.execute(stmt.group_by(*keys)):
         iid, bid, channel = row[0], row[1], row[2]
@@ -220,7 +235,7 @@ def entries(
         return [_entry(staff[k].staff_no, staff[k].name, v) for k, v in tallies.items()]
     daily = _daily_tallies(conn, s, method, period)
     if s.level == "branch":
-        branches = _branches(conn)
+        branches = _branches(conn, s.scope)
         out = []
         for (_, bid), channels in daily.items():
             b = branches.get(bid)
@@ -337,7 +352,7 @@ def _scoped(stmt: Select[Any], s: Slice, c: Any) -> Select[Any]:
     if s.scope.kind == "national":
         return stmt
     # The same prefix test as Scope.contains; rows without a branch are never in it.
-    prefix = s.scope.region[:2] if s.scope.kind == "province" else s.scope.region[:4]
+    prefix = _prefix(s.scope)
     local = select(Branch.id).where(Branch.region.startswith(prefix, autoescape=True))
     return stmt.where(c.branch_id.in_(local))
 
