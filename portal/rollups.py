@@ -149,19 +149,22 @@ def totals(
     insurer_id: int | None = None,
     verified_only: bool = False,
 ) -> dict[str, Any]:
-    """Headline figures (all insurers, or one), read from rollups only."""
+    """Headline figures (all insurers, or one), read from rollups only. All-time sums:
+    for all insurers the monthly rollup gives the same with a month's days in one row;
+    one insurer's are read through the daily rollup's insurer index."""
+    t = (MONTHLY if insurer_id is None else DAILY).c
     stmt = select(
-        DAILY.c.stage,
-        DAILY.c.channel,
-        func.sum(DAILY.c.n),
-        func.sum(DAILY.c.sum_score),
-        func.sum(DAILY.c.top),
-        func.sum(DAILY.c.bottom),
-    ).group_by(DAILY.c.stage, DAILY.c.channel)
+        t.stage,
+        t.channel,
+        func.sum(t.n),
+        func.sum(t.sum_score),
+        func.sum(t.top),
+        func.sum(t.bottom),
+    ).group_by(t.stage, t.channel)
     if insurer_id is not None:
-        stmt = stmt.where(DAILY.c.insurer_id == insurer_id)
+        stmt = stmt.where(t.insurer_id == insurer_id)
     if verified_only:
-        stmt = stmt.where(DAILY.c.verified)
+        stmt = stmt.where(t.verified)
     rows = conn.execute(stmt).all()
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_stage: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -184,24 +187,25 @@ def by_insurer(
     stage: str | None = None,
     channel: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every insurer's verified totals, best mean first (an overview, not the ranking)."""
-    joined = (DAILY.c.insurer_id == Insurer.id) & DAILY.c.verified
+    """Every insurer's verified totals, best mean first (an overview, not the ranking);
+    all-time sums, added up per insurer from the monthly rollup, then joined."""
+    c = MONTHLY.c
+    sums = select(
+        c.insurer_id,
+        func.sum(c.n).label("n"),
+        func.sum(c.sum_score).label("total"),
+        func.sum(c.top).label("top"),
+        func.sum(c.bottom).label("bottom"),
+    ).where(c.verified)
     if stage:
-        joined &= DAILY.c.stage == stage
+        sums = sums.where(c.stage == stage)
     if channel:
-        joined &= DAILY.c.channel == channel
+        sums = sums.where(c.channel == channel)
+    per = sums.group_by(c.insurer_id).subquery()
     stmt = (
-        select(
-            Insurer.code,
-            Insurer.name,
-            func.sum(DAILY.c.n),
-            func.sum(DAILY.c.sum_score),
-            func.sum(DAILY.c.top),
-            func.sum(DAILY.c.bottom),
-        )
+        select(Insurer.code, Insurer.name, per.c.n, per.c.total, per.c.top, per.c.bottom)
         .select_from(Insurer)
-        .outerjoin(DAILY, joined)
-        .group_by(Insurer.code, Insurer.name)
+        .outerjoin(per, per.c.insurer_id == Insurer.id)
     )
     out = [
         {

@@ -103,6 +103,11 @@ def test_maintained_rollups_equal_rebuilt_ones(scratch_settings: Settings) -> No
         assert len(maintained[2]) < len(maintained[0])  # months do sum several days
         assert all(row[0].day == 1 for table in maintained[2:] for row in table)
 
+        with app.connect() as conn:  # the overviews read the monthly rollup
+            assert rollups.totals(conn)["ratings"] == TOTAL
+            verified = sum(1 for r in made if r.verified)
+            assert sum(row["n"] for row in rollups.by_insurer(conn)) == verified
+
         with owner.begin() as conn:
             assert rollups.rebuild(conn, day_of) == TOTAL
         assert _dump(app) == maintained
