@@ -19,8 +19,9 @@ Figures
   ranking with the previous quarter's ranks, reply figures, and the 12-month trend),
   from rollups. ms, target <= 50.
 - `ranking.naive.<size>.<db>`: the same page computed by GROUP BY over the raw ratings
-  (the same code with the rollup read swapped for the raw one; both results are
-  checked to be identical). ms, no target.
+  (the same code with the ranking's rollup read, `ranking_data._daily_tallies`, swapped
+  for the raw one; the 12-month trend is read from the monthly rollup in both; both
+  results are checked to be identical). ms, no target.
 - `ranking.speedup.<size>.<db>`: naive / rollups per run pair, judged as a value
   (target >= 100x). The naive time is in `detail`.
 - `search.<backend>.p95|p50.<size>`: Chinese queries with filters and facets through
