@@ -390,6 +390,52 @@ class RollupStaffDaily(SQLModel, table=True):
     bottom: int = 0
 
 
+class RollupMonthly(SQLModel, table=True):
+    """rollup_daily summed per calendar month (China time; `month` is its first day).
+
+    At national spread rollup_daily holds nearly a row per rating, so a quarter read
+    from it is a sizeable share of the ratings; a month sums ~30 days into one row.
+    Kept in the same transaction as rollup_daily; read for whole-month periods."""
+
+    __tablename__ = "rollup_monthly"
+    # Province and city views read a few dozen branches' months: from this index alone
+    # (it holds every column), without a lookup into the table per row.
+    __table_args__ = (
+        Index(
+            "ix_rollup_monthly_branch_month",
+            *("branch_id", "month", "stage", "verified", "channel", "insurer_id"),
+            *("n", "sum_score", "sum_sq", "top", "bottom"),
+        ),
+    )
+    month: date = Field(primary_key=True)
+    insurer_id: int = Field(primary_key=True)
+    branch_id: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=10)
+    channel: str = Field(primary_key=True, max_length=10)
+    verified: bool = Field(primary_key=True)
+    n: int = 0
+    sum_score: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sum_sq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    top: int = 0
+    bottom: int = 0
+
+
+class RollupStaffMonthly(SQLModel, table=True):
+    """rollup_staff_daily summed per calendar month, for staff rankings of whole months."""
+
+    __tablename__ = "rollup_staff_monthly"
+    __table_args__ = (Index("ix_rollup_staff_monthly_staff", "staff_id", "month"),)
+    month: date = Field(primary_key=True)
+    staff_id: int = Field(primary_key=True)
+    stage: str = Field(primary_key=True, max_length=10)
+    channel: str = Field(primary_key=True, max_length=10)
+    n: int = 0
+    sum_score: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    sum_sq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    top: int = 0
+    bottom: int = 0
+
+
 class CounterSession(SQLModel, table=True):
     """A service session at a counter: opened by the teller, rated at most once."""
 

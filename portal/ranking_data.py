@@ -1,8 +1,11 @@
 """What the ranking engine reads: rollup sums per subject, and the figures beside them.
 
-Scores come from `rollup_daily` (insurers, branches: verified ratings) and
-`rollup_staff_daily` (staff), never from the ratings table (design.md). Reply figures
-and channel flags are read from their own tables, as the insurer pages read them.
+Scores come from the rollups (insurers, branches: verified ratings; staff: their own
+rollup), never from the ratings table (design.md): `rollup_monthly` and
+`rollup_staff_monthly` for periods made of whole months (months, quarters, years, the
+trend), the daily ones for other periods and for recency weighting, which needs each
+rating's day. Reply figures and channel flags are read from their own tables, as the
+insurer pages read them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Select, case, func, select
+from sqlalchemy import Connection, Select, func, select
 
 from portal import insurer_stats, phone_reports, rankings, reviews
 from portal.errors import Invalid
@@ -26,7 +29,9 @@ from portal.models import (
     Insurer,
     PoliciesInForce,
     RollupDaily,
+    RollupMonthly,
     RollupStaffDaily,
+    RollupStaffMonthly,
     Staff,
 )
 from portal.rankings import Entry, Method, Period, Ranking, Scope, Tally
@@ -34,6 +39,8 @@ from portal.ratings import CHINA
 
 DAILY = RollupDaily.__table__.c  # type: ignore[attr-defined]
 STAFF = RollupStaffDaily.__table__.c  # type: ignore[attr-defined]
+MONTHLY = RollupMonthly.__table__.c  # type: ignore[attr-defined]
+STAFF_MONTHLY = RollupStaffMonthly.__table__.c  # type: ignore[attr-defined]
 LEVELS = ("insurer", "branch", "staff")
 
 
@@ -92,8 +99,26 @@ def _measures(c: Any) -> list[Any]:
     ]
 
 
+def whole_months(period: Period) -> bool:
+    """The period starts on a month's first day and ends on a month's last day."""
+    return period.start.day == 1 and (period.end + timedelta(days=1)).day == 1
+
+
+def _source(s: Slice, period: Period, staff: bool = False) -> tuple[Any, Any]:
+    """The rollup to read (columns) and its time column: the monthly one when the
+    period is whole months and no rating's own day matters (recency weighting)."""
+    if whole_months(period) and not s.recency:
+        c = STAFF_MONTHLY if staff else MONTHLY
+        return c, c.month
+    c = STAFF if staff else DAILY
+    return c, c.day
+
+
 def _filtered(stmt: Select[Any], c: Any, s: Slice, period: Period) -> Select[Any]:
-    stmt = stmt.where(c.day >= period.start, c.day <= period.end)
+    # A month's row is dated its first day: in a whole-month period exactly when its
+    # days are (the monthly rollup is only read for such periods).
+    when = c.month if "month" in c else c.day
+    stmt = stmt.where(when >= period.start, when <= period.end)
     if s.stage:
         stmt = stmt.where(c.stage == s.stage)
     if s.channel:
@@ -107,17 +132,32 @@ def _weight(s: Slice, method: Method, period: Period, day: date | None) -> float
     return rankings.recency_weight((period.end - day).days, method.half_life_days or 182.5)
 
 
-# Branches by connection: one page reads them once, not once per period it computes
-# (14 times for a ranking and its trend). Each read opens its own Connection, so a new
-# branch is seen by the next page.
-_BRANCHES: weakref.WeakKeyDictionary[Connection, dict[int, Any]] = weakref.WeakKeyDictionary()
+# Branches by connection and scope: one page reads them once, not once per period it
+# computes (14 times for a ranking and its trend), and a province's page only its own
+# few dozen (the same prefix as _scoped), not all of them. Each read opens its own
+# Connection, so a new branch is seen by the next page.
+_BRANCHES: weakref.WeakKeyDictionary[Connection, dict[str, dict[int, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _branches(conn: Connection) -> dict[int, Any]:
-    found = _BRANCHES.get(conn)
+def _prefix(scope: Scope) -> str:
+    """The region prefix of the scope's branches ('' for national)."""
+    if scope.kind == "national":
+        return ""
+    return scope.region[:2] if scope.kind == "province" else scope.region[:4]
+
+
+def _branches(conn: Connection, scope: Scope) -> dict[int, Any]:
+    """id -> branch, for the branches whose region could be in `scope` (all if national)."""
+    by_prefix = _BRANCHES.setdefault(conn, {})
+    prefix = _prefix(scope)
+    found = by_prefix.get(prefix)
     if found is None:
         stmt = select(Branch.id, Branch.insurer_id, Branch.code, Branch.name, Branch.region)
-        found = _BRANCHES[conn] = {r.id: r for r in conn.execute(stmt)}
+        if prefix:
+            stmt = stmt.where(Branch.region.startswith(prefix, autoescape=True))
+        found = by_prefix[prefix] = {r.id: r for r in conn.execute(stmt)}
     return found
 
 
@@ -125,14 +165,15 @@ def _daily_tallies(
     conn: Connection, s: Slice, method: Method, period: Period
 ) -> dict[tuple[int, int], dict[str, Tally]]:
     """(insurer, branch) -> channel -> tally, verified ratings in the scope."""
-    keys = [DAILY.insurer_id, DAILY.branch_id, DAILY.channel] + ([DAILY.day] if s.recency else [])
-    stmt = _filtered(select(*keys, *_measures(DAILY)).where(DAILY.verified), DAILY, s, period)
+    c, when = _source(s, period)
+    keys = [c.insurer_id, c.branch_id, c.channel] + ([when] if s.recency else [])
+    stmt = _filtered(select(*keys, *_measures(c)).where(c.verified), c, s, period)
     if s.insurer_id is not None:
-        stmt = stmt.where(DAILY.insurer_id == s.insurer_id)
+        stmt = stmt.where(c.insurer_id == s.insurer_id)
     # Narrowed in SQL (a province's branches are a thirtieth of the rows to read and
     # add up) and checked again below with Scope.contains.
-    stmt = _scoped(stmt, s)
-    branches = _branches(conn)
+    stmt = _scoped(stmt, s, c)
+    branches = _branches(conn, s.scope)
     out: dict[tuple[int, int], dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     for row in conn.execute(stmt.group_by(*keys)):
         iid, bid, channel = row[0], row[1], row[2]
@@ -148,13 +189,14 @@ def _daily_tallies(
 def _staff_tallies(
     conn: Connection, s: Slice, method: Method, period: Period
 ) -> dict[int, dict[str, Tally]]:
-    keys = [STAFF.staff_id, STAFF.channel] + ([STAFF.day] if s.recency else [])
+    c, when = _source(s, period, staff=True)
+    keys = [c.staff_id, c.channel] + ([when] if s.recency else [])
     stmt = _filtered(
-        select(*keys, Branch.region, *_measures(STAFF))
-        .join(Staff, Staff.id == STAFF.staff_id)
+        select(*keys, Branch.region, *_measures(c))
+        .join(Staff, Staff.id == c.staff_id)
         .outerjoin(Branch, Branch.id == Staff.branch_id)
         .where(Staff.insurer_id == s.insurer_id),
-        STAFF,
+        c,
         s,
         period,
     )
@@ -193,7 +235,7 @@ def entries(
         return [_entry(staff[k].staff_no, staff[k].name, v) for k, v in tallies.items()]
     daily = _daily_tallies(conn, s, method, period)
     if s.level == "branch":
-        branches = _branches(conn)
+        branches = _branches(conn, s.scope)
         out = []
         for (_, bid), channels in daily.items():
             b = branches.get(bid)
@@ -305,43 +347,33 @@ TREND_MONTHS = 12
 TREND_INSURERS = 8
 
 
-def _scoped(stmt: Select[Any], s: Slice) -> Select[Any]:
+def _scoped(stmt: Select[Any], s: Slice, c: Any) -> Select[Any]:
     """Only rollup rows of branches in the slice's scope (none for national)."""
     if s.scope.kind == "national":
         return stmt
     # The same prefix test as Scope.contains; rows without a branch are never in it.
-    prefix = s.scope.region[:2] if s.scope.kind == "province" else s.scope.region[:4]
+    prefix = _prefix(s.scope)
     local = select(Branch.id).where(Branch.region.startswith(prefix, autoescape=True))
-    return stmt.where(DAILY.branch_id.in_(local))
+    return stmt.where(c.branch_id.in_(local))
 
 
-def _monthly_insurers(conn: Connection, s: Slice, periods: list[Period]) -> list[dict[str, Entry]]:
-    """What `entries(conn, s, Method(), p)` gives for each month p (plain, insurer
-    level), keyed by insurer code, in ONE query: the month is a CASE over the day."""
-    month = case(*((DAILY.day <= p.end, i) for i, p in enumerate(periods)))
+def _monthly_insurers(
+    conn: Connection, s: Slice, periods: list[Period]
+) -> list[dict[str, tuple[str, Tally]]]:
+    """Per month p, insurer code -> (name, tally): what `entries(conn, s, Method(), p)`
+    gives as each entry's name and total tally (plain, insurer level), in ONE query over
+    the monthly rollup, summed over channels and branches by the database (the trend
+    needs no per-channel figures: a third of the rows, and no Entry per insurer-month)."""
+    c = MONTHLY
     span = Period("custom", periods[0].start, periods[-1].end)
-    stmt = _filtered(
-        select(month.label("m"), DAILY.insurer_id, DAILY.channel, *_measures(DAILY)).where(
-            DAILY.verified
-        ),
-        DAILY,
-        s,
-        span,
-    )
-    stmt = _scoped(stmt, s).group_by(month, DAILY.insurer_id, DAILY.channel)
-    tallies: list[dict[int, dict[str, Tally]]] = [
-        defaultdict(lambda: defaultdict(Tally)) for _ in periods
-    ]
-    for m, iid, channel, *measures in conn.execute(stmt):
-        tallies[int(m)][iid][channel] += Tally.of(*measures)
+    stmt = _filtered(select(c.month, c.insurer_id, *_measures(c)).where(c.verified), c, s, span)
+    stmt = _scoped(stmt, s, c).group_by(c.month, c.insurer_id)
     names = {r.id: r for r in conn.execute(select(Insurer.id, Insurer.code, Insurer.name))}
-    return [
-        {
-            names[iid].code: _entry(names[iid].code, names[iid].name, channels, extra={"_id": iid})
-            for iid, channels in month_tallies.items()
-        }
-        for month_tallies in tallies
-    ]
+    index = {p.start: i for i, p in enumerate(periods)}  # a month row is dated its 1st
+    out: list[dict[str, tuple[str, Tally]]] = [{} for _ in periods]
+    for month, iid, *measures in conn.execute(stmt):
+        out[index[month]][names[iid].code] = (names[iid].name, Tally.of(*measures))
+    return out
 
 
 def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, Any]:
@@ -354,9 +386,9 @@ def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, A
     totals: dict[str, float] = defaultdict(float)
     names: dict[str, str] = {}
     for month in by_month:
-        for code, e in month.items():
-            totals[code] += e.tally.n
-            names[code] = e.name
+        for code, (name, tally) in month.items():
+            totals[code] += tally.n
+            names[code] = name
     busiest = sorted(totals, key=lambda c: (-totals[c], c))[:TREND_INSURERS]
     return {
         "months": [p.label for p in periods],
@@ -366,8 +398,8 @@ def trend(conn: Connection, s: Slice, months: int = TREND_MONTHS) -> dict[str, A
                 "name": names[code],
                 "values": [
                     None
-                    if code not in m or m[code].tally.mean is None
-                    else round(m[code].tally.mean or 0, 1)
+                    if code not in m or m[code][1].mean is None
+                    else round(m[code][1].mean or 0, 1)
                     for m in by_month
                 ],
             }

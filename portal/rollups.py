@@ -11,19 +11,39 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.models import Insurer, Rating, RollupDaily, RollupStaffDaily
+from portal.models import (
+    Insurer,
+    Rating,
+    RollupDaily,
+    RollupMonthly,
+    RollupStaffDaily,
+    RollupStaffMonthly,
+)
 
 MEASURES = ("n", "sum_score", "sum_sq", "top", "bottom")
 DAILY: Table = RollupDaily.__table__  # type: ignore[assignment]
 STAFF: Table = RollupStaffDaily.__table__  # type: ignore[assignment]
+MONTHLY: Table = RollupMonthly.__table__  # type: ignore[assignment]
+STAFF_MONTHLY: Table = RollupStaffMonthly.__table__  # type: ignore[assignment]
+
+Increments = dict[tuple[Any, ...], list[int]]
+
+
+def _add_to(table: Increments, key: tuple[Any, ...], m: tuple[int, ...]) -> None:
+    found = table.get(key)
+    if found is None:
+        table[key] = list(m)
+    else:
+        for i, v in enumerate(m):
+            found[i] += v
 
 
 def _increments(
     rows: Iterable[Mapping[str, Any]],
     day_of: Callable[[datetime], date],
-) -> tuple[dict[tuple[Any, ...], list[int]], dict[tuple[Any, ...], list[int]]]:
-    daily: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
-    staff: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
+) -> tuple[Increments, Increments]:
+    daily: Increments = {}
+    staff: Increments = {}
     for r in rows:
         day = day_of(r["occurred_at"])
         m = (1, r["score"], r["score"] ** 2, int(bool(r["top_box"])), int(bool(r["bottom_box"])))
@@ -35,11 +55,18 @@ def _increments(
             r["channel"],
             bool(r["verified"]),
         )
-        daily[key] = [a + b for a, b in zip(daily[key], m, strict=True)]
+        _add_to(daily, key, m)
         if r["staff_id"] is not None:
-            skey = (day, r["staff_id"], r["stage"], r["channel"])
-            staff[skey] = [a + b for a, b in zip(staff[skey], m, strict=True)]
+            _add_to(staff, (day, r["staff_id"], r["stage"], r["channel"]), m)
     return daily, staff
+
+
+def by_month(daily: Increments) -> Increments:
+    """Daily increments (keys starting with the day) summed per month (its first day)."""
+    monthly: Increments = {}
+    for (day, *rest), m in daily.items():
+        _add_to(monthly, (day.replace(day=1), *rest), tuple(m))
+    return monthly
 
 
 def upsert_add(
@@ -73,7 +100,7 @@ def _upsert(
     conn: Connection,
     table: Table,
     keys: tuple[str, ...],
-    increments: dict[tuple[Any, ...], list[int]],
+    increments: Increments,
 ) -> None:
     values = [
         dict(zip(keys, k, strict=True)) | dict(zip(MEASURES, m, strict=True))
@@ -84,20 +111,26 @@ def _upsert(
 
 DAILY_KEYS = ("day", "insurer_id", "branch_id", "stage", "channel", "verified")
 STAFF_KEYS = ("day", "staff_id", "stage", "channel")
+MONTHLY_KEYS = ("month", *DAILY_KEYS[1:])
+STAFF_MONTHLY_KEYS = ("month", *STAFF_KEYS[1:])
 
 
 def add(
     conn: Connection, rows: Iterable[Mapping[str, Any]], day_of: Callable[[datetime], date]
 ) -> None:
+    """Add ratings to every rollup (daily and monthly; all, and per staff member)."""
     daily, staff = _increments(rows, day_of)
+    # Always in this table order (and sorted keys within each): a fixed lock order.
     _upsert(conn, DAILY, DAILY_KEYS, daily)
     _upsert(conn, STAFF, STAFF_KEYS, staff)
+    _upsert(conn, MONTHLY, MONTHLY_KEYS, by_month(daily))
+    _upsert(conn, STAFF_MONTHLY, STAFF_MONTHLY_KEYS, by_month(staff))
 
 
 def rebuild(conn: Connection, day_of: Callable[[datetime], date], batch: int = 50_000) -> int:
     """Recompute every rollup from the ratings themselves. Returns the ratings read."""
-    conn.execute(delete(DAILY))
-    conn.execute(delete(STAFF))
+    for table in (DAILY, STAFF, MONTHLY, STAFF_MONTHLY):
+        conn.execute(delete(table))
     cols = [
         Rating.occurred_at,
         Rating.insurer_id,
@@ -125,19 +158,22 @@ def totals(
     insurer_id: int | None = None,
     verified_only: bool = False,
 ) -> dict[str, Any]:
-    """Headline figures (all insurers, or one), read from rollups only."""
+    """Headline figures (all insurers, or one), read from rollups only. All-time sums:
+    for all insurers the monthly rollup gives the same with a month's days in one row;
+    one insurer's are read through the daily rollup's insurer index."""
+    t = (MONTHLY if insurer_id is None else DAILY).c
     stmt = select(
-        DAILY.c.stage,
-        DAILY.c.channel,
-        func.sum(DAILY.c.n),
-        func.sum(DAILY.c.sum_score),
-        func.sum(DAILY.c.top),
-        func.sum(DAILY.c.bottom),
-    ).group_by(DAILY.c.stage, DAILY.c.channel)
+        t.stage,
+        t.channel,
+        func.sum(t.n),
+        func.sum(t.sum_score),
+        func.sum(t.top),
+        func.sum(t.bottom),
+    ).group_by(t.stage, t.channel)
     if insurer_id is not None:
-        stmt = stmt.where(DAILY.c.insurer_id == insurer_id)
+        stmt = stmt.where(t.insurer_id == insurer_id)
     if verified_only:
-        stmt = stmt.where(DAILY.c.verified)
+        stmt = stmt.where(t.verified)
     rows = conn.execute(stmt).all()
     by_channel: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     by_stage: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
@@ -160,24 +196,25 @@ def by_insurer(
     stage: str | None = None,
     channel: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Every insurer's verified totals, best mean first (an overview, not the ranking)."""
-    joined = (DAILY.c.insurer_id == Insurer.id) & DAILY.c.verified
+    """Every insurer's verified totals, best mean first (an overview, not the ranking);
+    all-time sums, added up per insurer from the monthly rollup, then joined."""
+    c = MONTHLY.c
+    sums = select(
+        c.insurer_id,
+        func.sum(c.n).label("n"),
+        func.sum(c.sum_score).label("total"),
+        func.sum(c.top).label("top"),
+        func.sum(c.bottom).label("bottom"),
+    ).where(c.verified)
     if stage:
-        joined &= DAILY.c.stage == stage
+        sums = sums.where(c.stage == stage)
     if channel:
-        joined &= DAILY.c.channel == channel
+        sums = sums.where(c.channel == channel)
+    per = sums.group_by(c.insurer_id).subquery()
     stmt = (
-        select(
-            Insurer.code,
-            Insurer.name,
-            func.sum(DAILY.c.n),
-            func.sum(DAILY.c.sum_score),
-            func.sum(DAILY.c.top),
-            func.sum(DAILY.c.bottom),
-        )
+        select(Insurer.code, Insurer.name, per.c.n, per.c.total, per.c.top, per.c.bottom)
         .select_from(Insurer)
-        .outerjoin(DAILY, joined)
-        .group_by(Insurer.code, Insurer.name)
+        .outerjoin(per, per.c.insurer_id == Insurer.id)
     )
     out = [
         {

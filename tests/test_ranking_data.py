@@ -154,10 +154,7 @@ def test_the_trend_in_one_query_equals_one_ranking_read_per_month(
             {e.key: (e.name, e.tally) for e in ranking_data.entries(conn, s, rankings.Method(), p)}
             for p in periods
         ]
-        once = [
-            {k: (e.name, e.tally) for k, e in month.items()}
-            for month in ranking_data._monthly_insurers(conn, s, periods)
-        ]
+        once = ranking_data._monthly_insurers(conn, s, periods)
         assert once == each
         assert any(each) == (scope.region[:2] != "11")  # none in Beijing
         trend = ranking_data.trend(conn, Slice(rankings.parse_period("month", "2023-12"), scope))

@@ -21,11 +21,13 @@ TOTAL = 10_000
 SINGLE = 500  # of them one record() call each; the rest in batches (same code path)
 
 
-def _dump(engine: Engine) -> tuple[list[Any], list[Any]]:
+TABLES = (rollups.DAILY, rollups.STAFF, rollups.MONTHLY, rollups.STAFF_MONTHLY)
+
+
+def _dump(engine: Engine) -> list[list[Any]]:
+    """Every rollup table's rows, sorted: daily, staff daily, monthly, staff monthly."""
     with engine.connect() as conn:
-        daily = sorted(tuple(r) for r in conn.execute(select(rollups.DAILY)))
-        staff = sorted(tuple(r) for r in conn.execute(select(rollups.STAFF)))
-    return daily, staff
+        return [sorted(tuple(r) for r in conn.execute(select(t))) for t in TABLES]
 
 
 def _subjects(engine: Engine) -> list[tuple[str, str | None, str | None]]:
@@ -97,10 +99,45 @@ def test_maintained_rollups_equal_rebuilt_ones(scratch_settings: Settings) -> No
             record_batch(app, bad)
         maintained = _dump(app)
         assert sum(row[6] for row in maintained[0]) == TOTAL  # n over all daily rows
+        assert sum(row[6] for row in maintained[2]) == TOTAL  # and all monthly rows
+        assert len(maintained[2]) < len(maintained[0])  # months do sum several days
+        assert all(row[0].day == 1 for table in maintained[2:] for row in table)
+
+        with app.connect() as conn:  # the overviews read the monthly rollup
+            assert rollups.totals(conn)["ratings"] == TOTAL
+            verified = sum(1 for r in made if r.verified)
+            assert sum(row["n"] for row in rollups.by_insurer(conn)) == verified
 
         with owner.begin() as conn:
             assert rollups.rebuild(conn, day_of) == TOTAL
         assert _dump(app) == maintained
+    finally:
+        app.dispose()
+        owner.dispose()
+
+
+def test_migration_0009_fills_monthly_rollups_from_daily(scratch_settings: Settings) -> None:
+    """A database that had ratings before the monthly rollups existed gets them filled
+    by its migration with what a rebuild from the ratings gives."""
+    from alembic import command
+
+    from portal.db import alembic_config
+
+    owner = make_engine(scratch_settings.database_url)
+    app = make_engine(scratch_settings.runtime_database_url)
+    try:
+        rng = random.Random(8)
+        subjects = _subjects(app)
+        now = datetime.now(UTC)
+        record_batch(app, [_random_rating(rng, subjects, i, now) for i in range(1500)])
+        with owner.begin() as conn:
+            rollups.rebuild(conn, day_of)
+        rebuilt = _dump(owner)
+        cfg = alembic_config(scratch_settings.database_url)
+        command.downgrade(cfg, "0008")
+        command.upgrade(cfg, "head")
+        assert _dump(owner) == rebuilt
+        assert sum(row[6] for row in rebuilt[2]) == 1500
     finally:
         app.dispose()
         owner.dispose()

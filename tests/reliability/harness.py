@@ -680,10 +680,15 @@ def _check_ratings(owner: Engine, target: Target, acks: list[Ack], report: Repor
     report.per_channel = per
 
 
+ROLLUP_NAMES = ("daily", "staff", "monthly", "staff monthly")
+
+
 def _scoped_rollups(conn: Any, insurer_id: int, staff_ids: list[int]) -> tuple[list[Any], ...]:
-    daily = conn.execute(select(rollups.DAILY).where(rollups.DAILY.c.insurer_id == insurer_id))
-    staff = conn.execute(select(rollups.STAFF).where(rollups.STAFF.c.staff_id.in_(staff_ids)))
-    return sorted(tuple(r) for r in daily), sorted(tuple(r) for r in staff)
+    out = []
+    for all_, staff in ((rollups.DAILY, rollups.STAFF), (rollups.MONTHLY, rollups.STAFF_MONTHLY)):
+        out.append(conn.execute(select(all_).where(all_.c.insurer_id == insurer_id)))
+        out.append(conn.execute(select(staff).where(staff.c.staff_id.in_(staff_ids))))
+    return tuple(sorted(tuple(r) for r in rows) for rows in out)
 
 
 def _check_rollups(owner: Engine, target: Target, report: Report) -> None:
@@ -700,7 +705,7 @@ def _check_rollups(owner: Engine, target: Target, report: Report) -> None:
             rollups.rebuild(conn, day_of)
             rebuilt = _scoped_rollups(conn, insurer_id, staff_ids)
             tx.rollback()
-        for name, a, b in zip(("daily", "staff"), kept, rebuilt, strict=True):
+        for name, a, b in zip(ROLLUP_NAMES, kept, rebuilt, strict=True):
             if a != b:
                 report.rollup_drift.append(
                     f"{name}: kept {set(a) - set(b)} rebuilt {set(b) - set(a)}"

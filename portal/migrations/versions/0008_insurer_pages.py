@@ -11,11 +11,11 @@ a cache in any worker notices the change on its next request by reading one row:
 - branches (names and regions shown on reviews, the region filter) and insurers (name,
   code, policy-number format used for masking).
 On PostgreSQL the counters are split over SLOTS rows per insurer, one chosen per
-transaction (`txid_current() % SLOTS`, 64: about as many as the connections writing at once): a single row would make every rating of an
-insurer wait for the previous one's COMMIT (counter ingest with two workers fell from
-~167 to ~93 req/s). The version is the sum of the slots (a sum of counters that only
-grow changes whenever one does), and so is the review count. SQLite has one writer at a
-time and uses slot 0.
+transaction (`txid_current() % SLOTS`; 64, about as many as the connections writing at
+once): a single row would make every rating of an insurer wait for the previous one's
+COMMIT (counter ingest with two workers fell from ~167 to ~93 req/s). The version is
+the sum of the slots (a sum of counters that only grow changes whenever one does), and
+so is the review count. SQLite has one writer at a time and uses slot 0.
 
 Also the partial index of written reviews, newest first (`ix_ratings_insurer_reviews`).
 
