@@ -457,6 +457,14 @@ def _generation_figure(db: Db) -> Figure:
     )
 
 
+def have_meili() -> bool:
+    try:
+        meili_server.binary()
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def run(
     *,
     quick: bool,
@@ -467,15 +475,11 @@ def run(
 ) -> list[Figure]:
     small, large = sizes or (QUICK if quick else FULL)
     progress = sys.stderr.isatty()
-    have_meili = True
-    try:
-        meili_server.binary()
-    except FileNotFoundError:
-        have_meili = False
+    meili = have_meili()
     figures: list[Figure] = []
     dbs = [
         sqlite_db(workdir, small, meili=False, progress=progress),
-        sqlite_db(workdir, large, meili=have_meili, progress=progress),
+        sqlite_db(workdir, large, meili=meili, progress=progress),
     ]
     for db in dbs:
         figures.append(_generation_figure(db))

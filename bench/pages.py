@@ -34,7 +34,26 @@ WORKERS = 2
 
 
 def database(workdir: Path, ratings: int) -> tuple[str, dict[str, str], str]:
-    """(url, server env, generator) of a SQLite database holding `ratings` ratings."""
+    """(url, server env, generator) of a SQLite database holding `ratings` ratings.
+
+    The data figures' database of the same size is shared (generated once, in
+    `<workdir>/../data`): a 1M-rating database takes minutes to make."""
+    if importlib.util.find_spec("bench.data_figures") is not None:
+        from bench import data_figures
+
+        shared = data_figures.sqlite_db(
+            workdir.parent / "data", ratings, meili=data_figures.have_meili(), progress=False
+        )
+        settings = _settings(shared.url, workdir)
+        env = {
+            "DATABASE_URL": shared.url,
+            "LEDGER_KEY_PATH": str(shared.ledger_key),
+            "PHONE_KEY_PATH": str(settings.phone_key_path),
+            "CHECKPOINT_INTERVAL": "0",
+            "MEILI_URL": "",
+            "ENVIRONMENT": "development",
+        }
+        return shared.url, env, "scale"
     scale = importlib.util.find_spec("bench.scale") is not None
     generator = "scale" if scale else "demo"
     path = workdir / f"pages-{generator}-{ratings}.db"

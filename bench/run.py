@@ -134,12 +134,16 @@ def write_doc(figures: list[Figure], info: dict[str, Any], quick: bool, seconds:
     DOC.write_text(text)
 
 
-def data_figures(quick: bool, runs: int, workdir: Path, pg: str | None) -> list[Figure]:
+def data_figures(
+    quick: bool, runs: int, workdir: Path, pg: str | None, sizes: tuple[int, int] | None
+) -> list[Figure]:
     if importlib.util.find_spec("bench.data_figures") is None:
         print("  bench/data_figures.py is not present: data figures skipped", flush=True)
         return []
     module = importlib.import_module("bench.data_figures")
-    return list(module.run(quick=quick, runs=runs, workdir=workdir, postgres_url=pg))
+    return list(
+        module.run(quick=quick, runs=runs, workdir=workdir, postgres_url=pg, sizes=sizes)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
     p.add_argument("--workdir", default=str(HERE / ".work"))
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument(
+        "--data-sizes",
+        default=None,
+        metavar="SMALL,LARGE",
+        help="ratings of the data figures' two databases (full: 1000000,10000000; "
+        "quick: 10000,50000); the page figures use LARGE unless --ratings says otherwise",
+    )
     a = p.parse_args(argv)
     if not http.have_wrk():
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -160,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     seconds = a.seconds or (3.0 if a.quick else 15.0)
     # 1M through bench.scale (40 insurers); without it, the demo loader (slow: 100k).
     full = 1_000_000 if importlib.util.find_spec("bench.scale") else 100_000
-    ratings = a.ratings or (5_000 if a.quick else full)
+    sizes = tuple(int(x) for x in a.data_sizes.split(",")) if a.data_sizes else None
+    if sizes is not None and (len(sizes) != 2 or min(sizes) < 1000):
+        p.error("--data-sizes takes two sizes of at least 1000, e.g. 100000,1000000")
+    # The page figures share the data figures' larger database (bench/pages.py).
+    ratings = a.ratings or (sizes[1] if sizes else 50_000 if a.quick else full)
     groups = a.only or list(GROUPS)
     workdir = Path(a.workdir)
     pg = a.postgres_url if ingest.postgres_available(a.postgres_url) else None
@@ -190,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if "data" in groups:
         print("== data", flush=True)
-        figures += data_figures(a.quick, runs, workdir / "data", pg)
+        figures += data_figures(a.quick, runs, workdir / "data", pg, sizes)  # type: ignore[arg-type]
     elapsed = time.monotonic() - started
     out = {
         "quick": a.quick,
