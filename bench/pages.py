@@ -47,7 +47,7 @@ def database(workdir: Path, ratings: int) -> tuple[str, dict[str, str], str]:
         settings = _settings(shared.url, workdir)
         env = {
             "DATABASE_URL": shared.url,
-            "LEDGER_KEY_PATH": str(shared.ledger_key),
+            "LEDGER_KEY_PATH": str(shared.key_path),
             "PHONE_KEY_PATH": str(settings.phone_key_path),
             "CHECKPOINT_INTERVAL": "0",
             "MEILI_URL": "",

@@ -21,6 +21,7 @@ from portal.models import APPEND_ONLY, SQLModel
 
 SQLITE_DBCONFIG_DEFENSIVE = 1010
 BUSY_TIMEOUT_SECONDS = 30
+SQLITE_POOL = 40
 
 
 def _sqlite_handle(conn: sqlite3.Connection) -> int | None:
@@ -184,6 +185,11 @@ def make_engine(url: str, **kw: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         connect_args = {"check_same_thread": False, "factory": WriteLockedConnection}
+        # As many pooled connections as threadpool threads (anyio's 40): with the default
+        # 5, most concurrent reads opened an overflow connection (PRAGMAs, defensive mode)
+        # and closed it after, ~11% of a cached insurer page's CPU (docs/performance.md).
+        kw.setdefault("pool_size", SQLITE_POOL)
+        kw.setdefault("max_overflow", 10)
         engine = create_engine(url, connect_args=connect_args, **kw)
         _configure_sqlite(engine)
         return engine
