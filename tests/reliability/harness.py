@@ -40,7 +40,7 @@ import httpx
 from bs4 import BeautifulSoup
 from sqlalchemy import Engine, func, select
 
-from portal import credentials, directory, ledger, rollups
+from portal import credentials, directory, ledger, rollups, verification
 from portal.config import Settings
 from portal.models import (
     CounterSession,
@@ -67,7 +67,10 @@ MIN_UPTIME = 0.3  # each kill waits this long after a restart, so requests get i
 # once (a device with a short timeout): the retry then races an attempt still running.
 IMPATIENT = 0.1
 IMPATIENT_READ = 0.02
-VERIFIED_PER_CLIENT = 40  # policies registered per web client; each proves one rating
+# Policies registered per web client, each proving one rating. A client is one browser
+# address, and the portal texts at most MAX_PER_IP codes per address and window: with
+# more, a fast run's client was refused (429) for asking too often, as it should be.
+VERIFIED_PER_CLIENT = verification.MAX_PER_IP
 IMPATIENT_READ = 0.02
 
 
