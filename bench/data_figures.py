@@ -333,6 +333,17 @@ def _pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def _percentiles(index: Any, runs: int, count: int) -> tuple[list[float], list[float], list[float]]:
+    """p50 and p95 of each of `runs` runs of `count` queries, and every latency."""
+    p50s, p95s, every = [], [], []
+    for _ in range(runs):
+        lat = _latencies(index, count)
+        every += lat
+        p50s.append(_pct(lat, 50))
+        p95s.append(_pct(lat, 95))
+    return p50s, p95s, every
+
+
 def search_figures(db: Db, runs: int, quick: bool) -> list[Figure]:
     figures: list[Figure] = []
     reviews = db.info["phases"]["search_index"]["reviews"]
@@ -345,12 +356,7 @@ def search_figures(db: Db, runs: int, quick: bool) -> list[Figure]:
         backends.append(("sql", SqlIndex(engine), 14 if not quick else 28))
         for name, index, count in backends:
             _latencies(index, 3 if name == "sql" else len(QUERIES))  # warm-up: caches
-            p50s, p95s, every = [], [], []
-            for _ in range(runs):
-                lat = _latencies(index, count)
-                every += lat
-                p50s.append(_pct(lat, 50))
-                p95s.append(_pct(lat, 95))
+            p50s, p95s, every = _percentiles(index, runs, count)
             backend = index.name
             detail = {
                 "reviews": reviews,
@@ -423,12 +429,7 @@ def scaled_search_figures(db: Db, workdir: Path, runs: int, target: int) -> list
         assert server is not None
         index = MeiliIndex(server.url, server.key)
         _latencies(index, len(QUERIES))  # warm-up
-        p50s, p95s, every = [], [], []
-        for _ in range(runs):
-            lat = _latencies(index, 400)
-            every += lat
-            p50s.append(_pct(lat, 50))
-            p95s.append(_pct(lat, 95))
+        p50s, p95s, every = _percentiles(index, runs, 400)
     detail = {
         "documents": info["documents"],
         "from_reviews": info["from_reviews"],

@@ -81,6 +81,19 @@ def _settings(url: str, workdir: Path) -> Any:
     )
 
 
+def server_env(url: str, ledger_key: Path, phone_key: Path) -> dict[str, str]:
+    """The environment of a benchmarked portal: this database and keys, no checkpoint
+    loop, no Meilisearch (search is measured on its own in bench/data_figures.py)."""
+    return {
+        "DATABASE_URL": url,
+        "LEDGER_KEY_PATH": str(ledger_key),
+        "PHONE_KEY_PATH": str(phone_key),
+        "CHECKPOINT_INTERVAL": "0",
+        "MEILI_URL": "",
+        "ENVIRONMENT": "development",
+    }
+
+
 def make_database(backend: str, name: str, workdir: Path, postgres_url: str | None) -> tuple[
     str, Callable[[], None]
 ]:
@@ -134,14 +147,7 @@ def fixture(backend: str, name: str, workdir: Path, postgres_url: str | None) ->
             bid = directory.branch_id(conn, iid, code)
             devices.append((device_id, bid, token))
         client_id, secret = credentials.add_client(conn, INSURER)
-    env = {
-        "DATABASE_URL": url,
-        "LEDGER_KEY_PATH": str(settings.ledger_key_path),
-        "PHONE_KEY_PATH": str(settings.phone_key_path),
-        "CHECKPOINT_INTERVAL": "0",
-        "MEILI_URL": "",
-        "ENVIRONMENT": "development",
-    }
+    env = server_env(url, settings.ledger_key_path, settings.phone_key_path)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
     return Fixture(url, env, engine, iid, devices, staff, client_id, secret, base, drop=drop)
 

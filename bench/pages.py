@@ -22,7 +22,7 @@ from starlette.datastructures import QueryParams
 
 from bench import http
 from bench.figures import Figure
-from bench.ingest import _settings
+from bench.ingest import _settings, server_env
 from portal import reviews
 from portal.db import make_engine, migrate, reading
 from portal.ledger import load_key
@@ -44,16 +44,8 @@ def database(workdir: Path, ratings: int) -> tuple[str, dict[str, str], str]:
         shared = data_figures.sqlite_db(
             workdir.parent / "data", ratings, meili=data_figures.have_meili(), progress=False
         )
-        settings = _settings(shared.url, workdir)
-        env = {
-            "DATABASE_URL": shared.url,
-            "LEDGER_KEY_PATH": str(shared.key_path),
-            "PHONE_KEY_PATH": str(settings.phone_key_path),
-            "CHECKPOINT_INTERVAL": "0",
-            "MEILI_URL": "",
-            "ENVIRONMENT": "development",
-        }
-        return shared.url, env, "scale"
+        phone_key = _settings(shared.url, workdir).phone_key_path
+        return shared.url, server_env(shared.url, shared.key_path, phone_key), "scale"
     scale = importlib.util.find_spec("bench.scale") is not None
     generator = "scale" if scale else "demo"
     path = workdir / f"pages-{generator}-{ratings}.db"
@@ -80,15 +72,7 @@ def database(workdir: Path, ratings: int) -> tuple[str, dict[str, str], str]:
         done.write_text(datetime.now(UTC).isoformat())
     else:
         migrate(settings)  # a database kept from an older schema (a no-op when current)
-    env = {
-        "DATABASE_URL": url,
-        "LEDGER_KEY_PATH": str(settings.ledger_key_path),
-        "PHONE_KEY_PATH": str(settings.phone_key_path),
-        "CHECKPOINT_INTERVAL": "0",
-        "MEILI_URL": "",
-        "ENVIRONMENT": "development",
-    }
-    return url, env, generator
+    return url, server_env(url, settings.ledger_key_path, settings.phone_key_path), generator
 
 
 def busiest_insurer(url: str) -> tuple[str, int]:
