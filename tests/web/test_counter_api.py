@@ -33,6 +33,19 @@ def _post(client: TestClient, path: str, token: str, body: dict) -> object:
     return client.post(path, json=body, headers={"authorization": f"Bearer {token}"})
 
 
+def _open_sessions(client: TestClient, token: str, staff_no: str, stage: str, n: int) -> list[str]:
+    """n service sessions opened by the device, their ids."""
+    return [
+        _post(
+            client,
+            "/api/v1/counter/sessions",
+            token,
+            {"staff_no": staff_no, "stage": stage, "idempotency_key": key()},
+        ).json()["session_id"]
+        for _ in range(n)
+    ]
+
+
 def _now() -> str:
     return datetime.now(UTC).astimezone().isoformat()
 
@@ -126,15 +139,7 @@ def test_device_lifecycle(client: TestClient, engine: Engine, device) -> None:  
 
 def test_rating_flags_and_completion(client: TestClient, engine: Engine, device) -> None:  # noqa: ANN001
     device_id, token, world = device
-    sessions = [
-        _post(
-            client,
-            "/api/v1/counter/sessions",
-            token,
-            {"staff_no": world.teller_a, "stage": "issuance", "idempotency_key": key()},
-        ).json()["session_id"]
-        for _ in range(5)
-    ]
+    sessions = _open_sessions(client, token, world.teller_a, "issuance", 5)
     for sid in sessions[:4]:  # four presses within seconds of opening: fast and a burst
         r = _post(
             client,
@@ -251,15 +256,7 @@ def test_a_key_used_on_another_sessions_press_is_a_conflict(
     """Same key, same level, same moment, another session: a different rating (409),
     not a replay of the first one's receipt; the second session stays unrated."""
     device_id, token, world = device
-    sessions = [
-        _post(
-            client,
-            "/api/v1/counter/sessions",
-            token,
-            {"staff_no": world.teller_a, "stage": "claim", "idempotency_key": key()},
-        ).json()["session_id"]
-        for _ in range(2)
-    ]
+    sessions = _open_sessions(client, token, world.teller_a, "claim", 2)
     used, at = key(), _now()
     body = {"level": "satisfied", "idempotency_key": used, "occurred_at": at}
     first = _post(client, "/api/v1/counter/ratings", token, {**body, "session_id": sessions[0]})
