@@ -13,6 +13,7 @@ from sqlalchemy import Connection, bindparam, select
 from portal import directory
 from portal.errors import NotFound, Unauthorized
 from portal.models import ApiClient, Device
+from portal.prepared import Prepared
 
 
 def token_hash(token: str) -> str:
@@ -42,12 +43,15 @@ def add_device(
     return int(result.inserted_primary_key[0]), token
 
 
-_DEVICE = select(Device).where(Device.token_hash == bindparam("hash"), Device.revoked_at.is_(None))
+# On the rating endpoints' path: run on the driver (portal/prepared.py).
+_DEVICE = Prepared(
+    select(Device).where(Device.token_hash == bindparam("hash"), Device.revoked_at.is_(None))
+)
 
 
 def device_for_token(conn: Connection, token: str) -> Any:
     """The device row (id, insurer_id, branch_id, ...) for a bearer token."""
-    row = conn.execute(_DEVICE, {"hash": token_hash(token)}).first()
+    row = _DEVICE.first(conn, {"hash": token_hash(token)})
     if row is None:
         raise Unauthorized("Unknown or revoked device token.", code="bad_token")
     return row
@@ -114,8 +118,10 @@ MAX_SKEW = 300  # seconds between the X-Timestamp and our clock (channel-api.md)
 _DUMMY_SECRET = secrets.token_urlsafe(32)
 
 
-_CLIENT = select(ApiClient).where(
-    ApiClient.client_id == bindparam("client_id"), ApiClient.revoked_at.is_(None)
+_CLIENT = Prepared(
+    select(ApiClient).where(
+        ApiClient.client_id == bindparam("client_id"), ApiClient.revoked_at.is_(None)
+    )
 )
 
 
@@ -132,7 +138,7 @@ def authenticate_client(
     The signature covers the timestamp, so a captured body cannot be re-sent with a
     fresh timestamp, and an old one is refused by the window.
     """
-    row = conn.execute(_CLIENT, {"client_id": client_id[:40]}).first()
+    row = _CLIENT.first(conn, {"client_id": client_id[:40]})
     # Check a signature even for an unknown client, so both cost the same time.
     ok = check_signature(row.secret if row else _DUMMY_SECRET, timestamp, body, signature)
     if row is None or not ok:

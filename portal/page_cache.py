@@ -27,6 +27,7 @@ from sqlalchemy import Connection, bindparam, func, select, text
 
 from portal.insurer_stats import insurer_code, unknown_insurer
 from portal.models import Insurer, InsurerPage
+from portal.prepared import Prepared
 
 Blocks = dict[str, str]  # block name -> rendered HTML
 SLOTS = 64  # PostgreSQL's version rows per insurer (migration 0008 uses the same number)
@@ -43,9 +44,9 @@ class PageVersion:
     version: int
 
 
-# Built once: it runs on every page view, cached or not, and building a statement costs
-# more CPU than SQLite takes to answer it.
-_VERSION = (
+# Built once and run on the driver (portal/prepared.py): it runs on every page view,
+# cached or not, and building a statement costs more CPU than SQLite takes to answer it.
+_VERSION = Prepared(
     select(Insurer.id, Insurer.code, func.coalesce(func.sum(InsurerPage.version), 0))
     .outerjoin(InsurerPage, InsurerPage.insurer_id == Insurer.id)
     .where(Insurer.code == bindparam("code"))
@@ -55,7 +56,7 @@ _VERSION = (
 
 def page_version(conn: Connection, code: str) -> PageVersion:
     """The insurer and the data version of its page, in one indexed query."""
-    row = conn.execute(_VERSION, {"code": insurer_code(code)}).first()
+    row = _VERSION.first(conn, {"code": insurer_code(code)})
     if row is None:
         raise unknown_insurer(code)
     return PageVersion(int(row[0]), str(row[1]), int(row[2]))
@@ -72,13 +73,15 @@ def lock_versions(conn: Connection, insurer_ids: Iterable[int]) -> None:
         return
     # This transaction's slot rows (the ones its triggers will bump), created if missing
     # and locked in insurer order by bumping them now: harmless, a version only grows.
-    conn.execute(_LOCK_SLOTS, [{"iid": iid} for iid in ids])
+    _LOCK_SLOTS.executemany(conn, [{"iid": iid} for iid in ids])
 
 
-_LOCK_SLOTS = text(
-    "INSERT INTO insurer_pages (insurer_id, slot, version, reviews) "
-    f"VALUES (:iid, (txid_current() % {SLOTS})::integer, 1, 0) "
-    "ON CONFLICT (insurer_id, slot) DO UPDATE SET version = insurer_pages.version + 1"
+_LOCK_SLOTS = Prepared(
+    text(
+        "INSERT INTO insurer_pages (insurer_id, slot, version, reviews) "
+        f"VALUES (:iid, (txid_current() % {SLOTS})::integer, 1, 0) "
+        "ON CONFLICT (insurer_id, slot) DO UPDATE SET version = insurer_pages.version + 1"
+    )
 )
 
 

@@ -35,6 +35,7 @@ from portal.models import (
     RatingText,
     Staff,
 )
+from portal.prepared import Prepared
 from portal.writer import retrying
 
 MAX_TEXT = 2000
@@ -197,12 +198,14 @@ def fingerprint(r: RatingIn, text: str | None, occurred: datetime) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-_INSURER = select(Insurer.id).where(Insurer.code == bindparam("code"))
-_BRANCH = select(Branch.id).where(
-    Branch.insurer_id == bindparam("iid"), Branch.code == bindparam("code")
+_INSURER = Prepared(select(Insurer.id).where(Insurer.code == bindparam("code")))
+_BRANCH = Prepared(
+    select(Branch.id).where(Branch.insurer_id == bindparam("iid"), Branch.code == bindparam("code"))
 )
-_STAFF = select(Staff.id, Staff.branch_id).where(
-    Staff.insurer_id == bindparam("iid"), Staff.staff_no == bindparam("no"), Staff.active
+_STAFF = Prepared(
+    select(Staff.id, Staff.branch_id).where(
+        Staff.insurer_id == bindparam("iid"), Staff.staff_no == bindparam("no"), Staff.active
+    )
 )
 
 
@@ -245,12 +248,13 @@ class Subjects:
             subjects.cache[("s", iid, staff[0])] = _StaffId(staff[1], staff[2])
         return subjects
 
-    def _one(self, key: tuple[Any, ...], stmt: Any, **params: Any) -> Any:
+    def _one(self, key: tuple[Any, ...], stmt: Prepared, **params: Any) -> Any:
         # Statements are built once (module level): only a cache miss touches SQL.
         try:
             return self.cache[key]
         except KeyError:
-            found = self.cache[key] = self.conn.execute(stmt, params).first()
+            assert self.conn is not None
+            found = self.cache[key] = stmt.first(self.conn, params)
             return found
 
     def resolve(self, r: RatingIn) -> tuple[int, int | None, int | None]:
@@ -311,15 +315,19 @@ _FOUND = (
 )
 
 
+# One key: a live rating's own lookup, on the driver (portal/prepared.py).
+_LOOKUP_ONE = Prepared(
+    select(*_FOUND).where(
+        Rating.source == bindparam("s0"), Rating.idempotency_key == bindparam("k0")
+    )
+)
+
+
 @functools.lru_cache(maxsize=32)
 def _lookup(n: int) -> Any:
     """The statement for n keys, built once per n. Plain SQL: SQLAlchemy compiles a
     values() construct anew on every execution (0.2 s for 500 keys, a third of the
     bulk path's time), while a text() statement's compiled form is cached."""
-    if n == 1:
-        return select(*_FOUND).where(
-            Rating.source == bindparam("s0"), Rating.idempotency_key == bindparam("k0")
-        )
     rows = ", ".join(f"(:s{i}, :k{i})" for i in range(n))
     names = ", ".join(f"r.{c.key}" for c in _FOUND)
     sql = (
@@ -341,8 +349,11 @@ def _existing_many(conn: Connection, keys: Sequence[tuple[str, str]]) -> dict[tu
         params = {}
         for i, (source, key) in enumerate(chunk):
             params[f"s{i}"], params[f"k{i}"] = source, key
-        stmt = _lookup(len(chunk))
-        for row in conn.execute(stmt, params):
+        if len(chunk) == 1:
+            rows = _LOOKUP_ONE.rows(conn, params)
+        else:
+            rows = conn.execute(_lookup(len(chunk)), params)
+        for row in rows:
             found[(row.source, row.idempotency_key)] = row
     return found
 
@@ -454,11 +465,11 @@ def record_batch(
 Timings = dict[str, float]
 
 
-# Built once: a statement object made per call pays for its cache key every time.
-_INSERT_RATING = Rating.__table__.insert()
-_INSERT_TEXT = RatingText.__table__.insert()
-_INSERT_OUTBOX = Outbox.__table__.insert()
-_INSERT_QUEUE = LedgerQueue.__table__.insert()
+# Built once, run on the driver (portal/prepared.py).
+_INSERT_RATING = Prepared(Rating.__table__.insert())
+_INSERT_TEXT = Prepared(RatingText.__table__.insert())
+_INSERT_OUTBOX = Prepared(Outbox.__table__.insert())
+_INSERT_QUEUE = Prepared(LedgerQueue.__table__.insert())
 
 
 def record_many(
@@ -526,27 +537,28 @@ def record_many(
     t1 = clock()
     if rows:
         page_cache.lock_versions(conn, (row["insurer_id"] for row in rows))  # lock order
-        conn.execute(_INSERT_RATING, rows)
+        _INSERT_RATING.executemany(conn, rows)
         if texts:
-            conn.execute(_INSERT_TEXT, texts)
+            _INSERT_TEXT.executemany(conn, texts)
             flag_texts(conn, [(t["rating_id"], t["body"], None) for t in texts], now)
         t2 = clock()
-        rollups.add(conn, rows, day_of)
-        t3 = clock()
-        conn.execute(
-            _INSERT_OUTBOX,
-            [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows],
+        _INSERT_OUTBOX.executemany(
+            conn, [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows]
         )
-        conn.execute(
-            _INSERT_QUEUE,
-            [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows],
+        _INSERT_QUEUE.executemany(
+            conn, [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows]
         )
         for row in rows if within else ():
             within(conn, row)
+        t3 = clock()
+        # Last: the rollup rows are the ones concurrent ratings share (one per day, branch,
+        # stage and channel), and PostgreSQL holds their row locks until COMMIT; written
+        # last, they are held for the least time (counter ingest, docs/performance.md).
+        rollups.add(conn, rows, day_of)
         if timings is not None:
             t4 = clock()
             for phase, seconds in (
-                ("prepare", t1 - t0), ("insert", t2 - t1), ("rollups", t3 - t2), ("queues", t4 - t3)
+                ("prepare", t1 - t0), ("insert", t2 - t1), ("queues", t3 - t2), ("rollups", t4 - t3)
             ):  # fmt: skip
                 timings[phase] = timings.get(phase, 0.0) + seconds
     return receipts

@@ -19,6 +19,7 @@ from portal.models import (
     RollupStaffDaily,
     RollupStaffMonthly,
 )
+from portal.prepared import Prepared
 
 MEASURES = ("n", "sum_score", "sum_sq", "top", "bottom")
 DAILY: Table = RollupDaily.__table__  # type: ignore[assignment]
@@ -79,20 +80,23 @@ def upsert_add(
     """Insert rollup rows, or add their measures to the rows already there (by `keys`)."""
     if not values:
         return
-    conn.execute(_upsert_statement(conn.dialect.name, table, keys, measures), values)
+    _upsert_statement(conn.dialect.name, table, keys, measures).executemany(conn, values)
 
 
 @functools.cache
 def _upsert_statement(
     dialect: str, table: Table, keys: tuple[str, ...], measures: tuple[str, ...]
-) -> Any:
+) -> Prepared:
     """Built once per table: constructing `excluded` and its column collection anew
-    cost ~1 ms per upsert, the largest part of a rating's CPU (docs/performance.md)."""
+    cost ~1 ms per upsert, the largest part of a rating's CPU (docs/performance.md);
+    run on the driver (portal/prepared.py)."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={m: table.c[m] + stmt.excluded[m] for m in measures},
+    return Prepared(
+        stmt.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={m: table.c[m] + stmt.excluded[m] for m in measures},
+        )
     )
 
 

@@ -30,6 +30,8 @@ from anyio import to_thread
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from portal.prepared import driver_sql
+
 T = TypeVar("T")
 MAX_BATCH = 256  # units per transaction
 # GROUP_COMMIT=auto (the default) turns it on for SQLite and off for PostgreSQL; 1 or 0
@@ -117,17 +119,17 @@ class GroupWriter:
                 for fn, future in units:
                     if not future.set_running_or_notify_cancel():
                         continue
-                    # One fixed savepoint name, issued as plain SQL: begin_nested() numbers
+                    # One fixed savepoint name, issued on the driver: begin_nested() numbers
                     # its savepoints, so SQLAlchemy compiled every SAVEPOINT anew.
-                    conn.exec_driver_sql(SAVEPOINT)
+                    driver_sql(conn, SAVEPOINT)
                     try:
                         result = fn(conn)
                     except BaseException as err:  # this unit only
-                        conn.exec_driver_sql(ROLLBACK_TO)
-                        conn.exec_driver_sql(RELEASE)
+                        driver_sql(conn, ROLLBACK_TO)
+                        driver_sql(conn, RELEASE)
                         outcomes.append((future, None, err))
                     else:
-                        conn.exec_driver_sql(RELEASE)
+                        driver_sql(conn, RELEASE)
                         outcomes.append((future, result, None))
         except BaseException as err:  # BEGIN or COMMIT failed: nothing was stored
             for future in {id(f): f for f, _ in units}.values():

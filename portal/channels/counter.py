@@ -35,6 +35,7 @@ from portal.models import (
     RollupCounterDaily,
     Staff,
 )
+from portal.prepared import Prepared
 from portal.ratings import (
     RatingIn,
     Receipt,
@@ -43,7 +44,6 @@ from portal.ratings import (
     day_of,
     record_many,
 )
-from portal.writer import retrying
 
 SESSION_TTL = timedelta(hours=2)
 OFFLINE_GRACE = timedelta(hours=24)  # how late a press queued offline may still arrive
@@ -215,7 +215,7 @@ _KEY_USED = (
     .where(Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key"))
     .limit(1)
 )
-_PRESS = (
+_PRESS = Prepared(
     select(
         *SESSIONS.c,
         Insurer.code.label("insurer_code"),
@@ -233,12 +233,12 @@ _PRESS = (
     .outerjoin(Rating, Rating.id == SESSIONS.c.rating_id)
     .where(SESSIONS.c.id == bindparam("sid"))
 )
-_MARK_RATED = (
+_MARK_RATED = Prepared(
     update(SESSIONS)
     .where(SESSIONS.c.id == bindparam("sid"), SESSIONS.c.rating_id.is_(None))
     .values(rating_id=bindparam("rid"), rated_at=bindparam("now"), pressed_at=bindparam("at"))
 )
-_RECENT_PRESSES = (
+_RECENT_PRESSES = Prepared(
     select(func.count())
     .select_from(SESSIONS)
     .where(
@@ -247,13 +247,6 @@ _RECENT_PRESSES = (
         SESSIONS.c.pressed_at <= bindparam("until"),
     )
 )
-
-
-def rate_session(
-    engine: Engine, device: Any, session_id: str, level: str, key: str, occurred_at: datetime
-) -> Receipt:
-    """The customer's one press. A replay (same key and body) returns the same receipt."""
-    return retrying(engine, lambda conn: _rate(conn, device, session_id, level, key, occurred_at))
 
 
 def press(
@@ -284,7 +277,7 @@ def _rate(
             value=level[:40],
         )
     source = f"device:{device.id}"
-    session = conn.execute(_PRESS, {"sid": session_id, "source": source, "key": key}).first()
+    session = _PRESS.first(conn, {"sid": session_id, "source": source, "key": key})
     if session is None or session.device_id != device.id:
         raise NotFound(
             "There is no session %(id)s on this device.", field="session_id", id=session_id[:40]
@@ -354,16 +347,16 @@ def _check_window(session: Any, occurred_at: datetime) -> None:
 def _mark_rated(conn: Connection, row: dict[str, Any], *, session: Any) -> None:
     """Inside the rating's transaction: one rating per session, completion, flags."""
     now, pressed = row["recorded_at"], row["occurred_at"]
-    done = conn.execute(
-        _MARK_RATED, {"sid": session.id, "rid": row["id"], "now": now, "at": pressed}
+    done = _MARK_RATED.execute(
+        conn, {"sid": session.id, "rid": row["id"], "now": now, "at": pressed}
     )
-    if done.rowcount != 1:  # a concurrent press won: roll the whole rating back
+    if done != 1:  # a concurrent press won: roll the whole rating back
         raise Conflict(
             "This service session has already been rated.",
             field="session_id",
             code="session_already_rated",
         )
-    _count(conn, dict(session._mapping), rated=1)
+    _count(conn, session._asdict(), rated=1)
     _flag_misuse(conn, session, row, pressed)
 
 
@@ -387,10 +380,9 @@ def _flag_misuse(
     seconds = (pressed - utc(session.opened_at)).total_seconds()
     if seconds < FAST_SECONDS:
         _flag(conn, base, "fast_rating", seconds=round(seconds, 1))
-    recent = conn.execute(
-        _RECENT_PRESSES,
-        {"device": session.device_id, "since": pressed - BURST_WINDOW, "until": pressed},
-    ).scalar_one()
+    recent = _RECENT_PRESSES.scalar(
+        conn, {"device": session.device_id, "since": pressed - BURST_WINDOW, "until": pressed}
+    )
     if recent >= BURST_COUNT:
         _flag(conn, base, "burst", ratings_last_minute=int(recent))
 

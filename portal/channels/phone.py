@@ -21,6 +21,7 @@ from portal.canonical import parts_fingerprint, timestamp, utc
 from portal.errors import Conflict, Invalid
 from portal.models import Insurer, PhoneCall, Rating, Staff, VisitTask
 from portal.policies import normalise_phone
+from portal.prepared import Prepared
 from portal.ratings import RatingIn, Receipt, Subjects, Within, check_idempotency_key, record_many
 from portal.writer import retrying
 
@@ -105,7 +106,7 @@ def rate_in(conn: Connection, client: Any, k: KeypadRating) -> Receipt:
         err.field = CONTRACT_FIELDS.get(err.field or "", err.field)
         raise
     source = source_of(client)
-    code = conn.execute(_INSURER_CODE, {"iid": client.insurer_id}).scalar_one()
+    code = _INSURER_CODE.scalar(conn, {"iid": client.insurer_id})
     staff_no, within = k.agent_no, None
     if k.kind == "hotline" and not k.agent_no:
         raise Invalid(
@@ -167,8 +168,9 @@ def _caller_phone(raw: str) -> str:
         raise
 
 
-_INSURER_CODE = select(Insurer.code).where(Insurer.id == bindparam("iid"))
-_VISIT_RATED = (
+# On the keypad rating's path: run on the driver (portal/prepared.py).
+_INSURER_CODE = Prepared(select(Insurer.code).where(Insurer.id == bindparam("iid")))
+_VISIT_RATED = Prepared(
     select(VisitTask.id)
     .join(Rating, Rating.id == VisitTask.rating_id)
     .where(Rating.source == bindparam("source"), Rating.idempotency_key == bindparam("key"))
@@ -178,7 +180,7 @@ _VISIT_RATED = (
 def _not_a_return_visit(conn: Any, source: str, key: str) -> None:
     """A call_id that rated a return visit, sent again as a hotline rating, is another
     body (409), even when the rated agent, stage and score happen to match."""
-    visit = conn.execute(_VISIT_RATED, {"source": source, "key": key}).first()
+    visit = _VISIT_RATED.first(conn, {"source": source, "key": key})
     if visit is not None:
         raise Conflict(
             "This call_id was already used for a different rating.",
