@@ -143,6 +143,10 @@ def _run(conn: Connection, plan: _Plan, params: Any, many: bool = False) -> Any:
 
 
 def _cursor(conn: Connection, sql: str, params: Any, many: bool) -> Any:
+    if not conn.in_transaction():
+        # What Connection.execute() does (autobegin): the caller's commit() or rollback()
+        # then decides, and SQLite's BEGIN (IMMEDIATE for writers) is issued as usual.
+        conn.begin()
     raw = conn.connection.dbapi_connection
     assert raw is not None
     cursor = raw.cursor()

@@ -112,3 +112,20 @@ def test_a_missing_parameter_is_named_and_nothing_runs(engine: Engine) -> None:
         with pytest.raises(KeyError, match="'ref'"):
             OUTBOX_BY_REF.rows(conn, {})
         assert OUTBOX_BY_REF.first(conn, {"ref": ref}) is None
+
+
+def test_without_a_begin_it_is_rolled_back_unless_committed(engine: Engine) -> None:
+    """As Connection.execute() would: the first statement begins a transaction, which
+    closing the connection without commit() rolls back (SQLite's driver would otherwise
+    have stored the row at once, in autocommit)."""
+    ref = secrets.token_hex(8)
+    row = {"topic": "rating", "ref": ref, "created_at": datetime.now(UTC)}
+    with engine.connect() as conn:
+        INSERT_OUTBOX.execute(conn, row)
+        assert conn.in_transaction()
+    with engine.connect() as conn:
+        assert OUTBOX_BY_REF.first(conn, {"ref": ref}) is None
+        INSERT_OUTBOX.execute(conn, row)
+        conn.commit()
+    with engine.connect() as conn:
+        assert OUTBOX_BY_REF.first(conn, {"ref": ref}) is not None
