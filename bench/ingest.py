@@ -90,7 +90,7 @@ def server_env(url: str, ledger_key: Path, phone_key: Path) -> dict[str, str]:
         "PHONE_KEY_PATH": str(phone_key),
         "CHECKPOINT_INTERVAL": "0",
         "MEILI_URL": "",
-        "ENVIRONMENT": "development",
+        "ENVIRONMENT": "test",  # not development: templates are not re-read per request
     }
 
 

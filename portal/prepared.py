@@ -101,6 +101,18 @@ class Prepared:
         cursor = _run(conn, plan, plan.parameters(params))
         return plan.rows(cursor.fetchall())
 
+    def rows_on(self, raw: Any, dialect: Dialect, params: Mapping[str, Any]) -> list[Any]:
+        """The same on a DBAPI connection the caller holds itself (outside any pool)."""
+        plan = self._plan(dialect, None)
+        values = plan.parameters(params)
+        try:
+            cursor = raw.execute(plan.sql, values)
+        except dialect.loaded_dbapi.Error as err:
+            raise DBAPIError.instance(
+                plan.sql, values, err, dialect.loaded_dbapi.Error, dialect=dialect
+            ) from err
+        return plan.rows(cursor.fetchall())
+
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         found = self.rows(conn, params)
         return found[0] if found else None

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
 from portal.db import make_engine, unavailable
-from portal.page_cache import PageCache
+from portal.page_cache import LoopVersions, PageCache
 from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
@@ -144,12 +144,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         portal = Portal(
             settings=settings,
             engine=engine,
-            templates=make_templates(),
+            templates=make_templates(reload=settings.environment == "development"),
             key=ledger.load_key(settings.ledger_key_path, settings.ledger_origin),
             search=index,
             phone_key=phone_key,
             sms=sms.make_sender(settings, engine, phone_key),
             page_cache=PageCache(settings.page_cache_mb * 2**20),
+            versions=LoopVersions.for_engine(engine) if settings.page_cache_mb else None,
         )
         tasks = _background(portal)
         try:
@@ -158,6 +159,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if portal.versions is not None:
+                portal.versions.close()
             engine.dispose()
 
     routes = [r for router in ROUTERS for r in router.routes]

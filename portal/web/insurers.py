@@ -121,8 +121,12 @@ async def insurer_page(request: Request) -> Response:
     f = page_filter(request)
     portal = request.state.portal
     fragment = is_htmx(request)
-    # The version first, then (on a miss) the data: see portal/page_cache.py.
-    v = await portal.read(page_cache.page_version, request.path_params["code"][:16])
+    # The version first, then (on a miss) the data: see portal/page_cache.py. On SQLite
+    # it is usually known on the event loop without a query (page_cache.LoopVersions).
+    code = request.path_params["code"][:16]
+    v = portal.versions.get(code) if portal.versions is not None else None
+    if v is None:
+        v = await portal.read(page_cache.page_version, code)
     base = f"/insurers/{v.code}"
     push = {"HX-Push-Url": base + f.query_string()}  # without the empty fields
     today = datetime.now(CHINA).date()  # the trend's months

@@ -14,7 +14,7 @@ from portal import writer
 from portal.config import Settings
 from portal.db import reading
 from portal.ledger import LedgerKey
-from portal.page_cache import PageCache
+from portal.page_cache import LoopVersions, PageCache
 
 T = TypeVar("T")
 
@@ -29,6 +29,7 @@ class Portal:
     phone_key: bytes = b""  # HMAC key for customers' phone numbers (portal.secrets_files)
     sms: Any = None  # portal.sms.Sender
     page_cache: PageCache = field(default_factory=lambda: PageCache(0))  # 0: keeps nothing
+    versions: LoopVersions | None = None  # SQLite: page versions read on the event loop
 
     async def read(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run fn(conn, ...) in a read-only connection, off the event loop."""

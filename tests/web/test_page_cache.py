@@ -8,8 +8,10 @@ again through the HTTP app.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from bs4 import BeautifulSoup
@@ -19,7 +21,7 @@ from starlette.testclient import TestClient
 from portal import directory, replies
 from portal.config import Settings
 from portal.models import Insurer, InsurerPage
-from portal.page_cache import SLOTS, PageCache, page_version
+from portal.page_cache import SLOTS, LoopVersions, PageCache, page_version
 from portal.ratings import RatingIn, record_batch, record_many
 from portal.web.app import create_app
 from portal.web.security import ANON_CSRF_COOKIE
@@ -198,9 +200,7 @@ def test_every_worker_sees_a_write_made_through_another(
 # -- what is shared and what is not ----------------------------------------------------
 
 
-def test_the_shell_is_rendered_per_visitor(
-    client: TestClient, users: object, shop: Seeded
-) -> None:
+def test_the_shell_is_rendered_per_visitor(client: TestClient, users: object, shop: Seeded) -> None:
     """The header (who is logged in) and the CSRF token are never taken from the cache."""
     _warm(client)
     login(client, "ins-a")
@@ -306,3 +306,73 @@ def test_the_migration_and_the_cache_agree_on_the_slots() -> None:
 
     migration = import_module("portal.migrations.versions.0008_insurer_pages")
     assert migration.SLOTS == SLOTS
+
+
+# -- the version read on the event loop (SQLite) -----------------------------------------
+
+
+def _versions(client: TestClient) -> LoopVersions:
+    versions = client.app_state["portal"].versions
+    assert versions is not None, "SQLite: the page versions are read on the event loop"
+    return versions  # type: ignore[no-any-return]
+
+
+@pytest.mark.sqlite_only
+def test_while_nothing_is_committed_the_version_is_not_read_again(
+    client: TestClient, shop: Seeded
+) -> None:
+    _warm(client)
+    versions = _versions(client)
+    queries = versions.queries
+    for _ in range(3):
+        _both(client)
+    assert versions.queries == queries  # PRAGMA data_version said: nothing changed
+
+
+@pytest.mark.sqlite_only
+def test_a_commit_by_another_connection_is_noticed_on_the_loop(
+    client: TestClient, owner_engine: Engine, shop: Seeded
+) -> None:
+    """A write made outside this process's pool (here a plain sqlite3 connection, as the
+    CLI or the other worker would be) is seen by the very next request."""
+    _warm(client)
+    versions = _versions(client)
+    before = versions.get(CODE)
+    assert before is not None
+    with sqlite3.connect(owner_engine.url.database) as other:
+        other.execute(
+            "UPDATE insurers SET name = ? WHERE code = ?", (NAME + "（外部）", CODE)
+        )  # the insurers trigger bumps the page's version in the same transaction
+    try:
+        after = versions.get(CODE)
+        assert after is not None and after.version > before.version
+        assert NAME + "（外部）" in _both(client)[0]
+    finally:
+        with owner_engine.begin() as conn:
+            conn.execute(update(Insurer).where(Insurer.code == CODE).values(name=NAME))
+
+
+@pytest.mark.sqlite_only
+def test_when_sqlite_cannot_answer_the_page_is_read_through_the_threadpool(
+    client: TestClient, shop: Seeded, tmp_path: Path
+) -> None:
+    """The loop never waits in SQLite's busy handler (timeout 0) and never fails a page
+    for its own connection's sake: any SQLite error there (here the file cannot be
+    opened; in production a busy database) makes the request read as before."""
+    _warm(client)
+    versions = _versions(client)
+    path = versions.path
+    versions.close()
+    versions.path = str(tmp_path)  # a directory: "unable to open database file"
+    try:
+        assert versions.get(CODE) is None
+        _review(client.app_state["portal"].engine, "库忙时写入的评价")
+        assert all("库忙时写入的评价" in part for part in _both(client))
+    finally:
+        versions.path = path
+    assert versions.get(CODE) is not None
+
+
+def test_an_unknown_insurer_is_a_404_on_either_path(client: TestClient) -> None:
+    assert client.get("/insurers/NOPE9").status_code == 404
+    assert client.get("/insurers/NOPE9", headers=HX).status_code == 404
