@@ -298,7 +298,11 @@ class Server:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cmd,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         deadline = time.monotonic() + 60

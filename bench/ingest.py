@@ -94,9 +94,9 @@ def server_env(url: str, ledger_key: Path, phone_key: Path) -> dict[str, str]:
     }
 
 
-def make_database(backend: str, name: str, workdir: Path, postgres_url: str | None) -> tuple[
-    str, Callable[[], None]
-]:
+def make_database(
+    backend: str, name: str, workdir: Path, postgres_url: str | None
+) -> tuple[str, Callable[[], None]]:
     """A fresh, empty database: (url, drop)."""
     if backend == "sqlite":
         path = workdir / f"{name}.db"
@@ -164,9 +164,16 @@ def counter_requests(fx: Fixture, n: int) -> list[bytes]:
         sid = secrets.token_hex(16)
         sessions.append(
             dict(
-                id=sid, device_id=device_id, insurer_id=fx.insurer_id, branch_id=bid,
-                staff_id=staff_id, stage=stage, ticket=None, idempotency_key=f"s{k}",
-                fingerprint=parts_fingerprint(staff_no, stage, None), opened_at=opened,
+                id=sid,
+                device_id=device_id,
+                insurer_id=fx.insurer_id,
+                branch_id=bid,
+                staff_id=staff_id,
+                stage=stage,
+                ticket=None,
+                idempotency_key=f"s{k}",
+                fingerprint=parts_fingerprint(staff_no, stage, None),
+                opened_at=opened,
                 expires_at=opened + timedelta(hours=2),
             )
         )
@@ -255,8 +262,10 @@ def ceiling(workers: int, duration: float, runs: int, workdir: Path) -> list[htt
     n = [0]
 
     def make(count: int) -> list[bytes]:
-        body = b'{"session_id": "%s", "level": "satisfied", "idempotency_key": "r%d", ' \
+        body = (
+            b'{"session_id": "%s", "level": "satisfied", "idempotency_key": "r%d", '
             b'"occurred_at": "2026-01-01T08:00:00+08:00"}'
+        )
         headers = {"Authorization": "Bearer gpd_x", "Content-Type": "application/json"}
         out = []
         for k in range(n[0], n[0] + count):

@@ -6,6 +6,10 @@
 Writes OUT.txt (py-spy's collapsed stacks) and OUT.svg (flame graph), and prints the
 functions with the most samples (self and total): what the notes in
 docs/performance.md were read from.
+
+`--cpu` instead divides the CPU time the server's processes used (as
+bench/profile_pages.py does) by the ratings wrk got answered: the cost of a rating,
+which barely depends on what else the shared machine runs, unlike req/s.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 from bench import http, ingest
+from bench.profile_pages import cpu_seconds
 
 PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -51,6 +56,7 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--idle", action="store_true")
     p.add_argument("--dump", action="store_true", help="py-spy dump 3 times instead")
+    p.add_argument("--cpu", action="store_true", help="CPU ms per rating instead of py-spy")
     p.add_argument("--only", default="", help="summarise only stacks with this frame")
     p.add_argument("--out", default="bench/.work/profile")
     a = p.parse_args()
@@ -73,6 +79,13 @@ def main() -> None:
             )
             t.start()
             pid = server.pids()[-1] if a.workers > 1 else server.pid
+            if a.cpu:
+                before = cpu_seconds(server.pids())
+                t.join()
+                used = cpu_seconds(server.pids()) - before
+                print(result[0].brief())
+                print(f"{used * 1000 / max(1, result[0].requests):.2f} ms CPU per rating")
+                return
             if a.dump:
                 for i in range(3):
                     time.sleep(a.seconds / 4)

@@ -141,9 +141,7 @@ def data_figures(
         print("  bench/data_figures.py is not present: data figures skipped", flush=True)
         return []
     module = importlib.import_module("bench.data_figures")
-    return list(
-        module.run(quick=quick, runs=runs, workdir=workdir, postgres_url=pg, sizes=sizes)
-    )
+    return list(module.run(quick=quick, runs=runs, workdir=workdir, postgres_url=pg, sizes=sizes))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from anyio import to_thread
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from portal import rollups
 from portal.prepared import driver_sql
 
 T = TypeVar("T")
@@ -116,21 +117,30 @@ class GroupWriter:
             if engine is None:  # every caller holds its engine while it waits
                 raise RuntimeError("the engine was garbage-collected")
             with engine.begin() as conn:
-                for fn, future in units:
-                    if not future.set_running_or_notify_cancel():
-                        continue
-                    # One fixed savepoint name, issued on the driver: begin_nested() numbers
-                    # its savepoints, so SQLAlchemy compiled every SAVEPOINT anew.
-                    driver_sql(conn, SAVEPOINT)
-                    try:
-                        result = fn(conn)
-                    except BaseException as err:  # this unit only
-                        driver_sql(conn, ROLLBACK_TO)
-                        driver_sql(conn, RELEASE)
-                        outcomes.append((future, None, err))
-                    else:
-                        driver_sql(conn, RELEASE)
-                        outcomes.append((future, result, None))
+                # The batch's rollup increments are added up and written once, at its
+                # end (portal.rollups.Deferred): a unit's only if its savepoint is kept.
+                deferred = conn.info[rollups.DEFERRED] = rollups.Deferred()
+                try:
+                    for fn, future in units:
+                        if not future.set_running_or_notify_cancel():
+                            continue
+                        # One fixed savepoint name, issued on the driver: begin_nested()
+                        # numbers its savepoints, so SQLAlchemy compiled each one anew.
+                        driver_sql(conn, SAVEPOINT)
+                        try:
+                            result = fn(conn)
+                        except BaseException as err:  # this unit only
+                            driver_sql(conn, ROLLBACK_TO)
+                            driver_sql(conn, RELEASE)
+                            deferred.drop()
+                            outcomes.append((future, None, err))
+                        else:
+                            driver_sql(conn, RELEASE)
+                            deferred.keep()
+                            outcomes.append((future, result, None))
+                    deferred.flush(conn)
+                finally:
+                    conn.info.pop(rollups.DEFERRED, None)  # info outlives the checkout
         except BaseException as err:  # BEGIN or COMMIT failed: nothing was stored
             for future in {id(f): f for f, _ in units}.values():
                 if not future.done():

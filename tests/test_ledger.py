@@ -414,7 +414,6 @@ def test_a_rating_stamped_without_a_ledger_entry_is_named_by_verify(
     engine.dispose()
 
 
-
 def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.LedgerKey) -> None:
     """Leaf order is (recorded_at, id) across batches, and a second checkpoint extends
     the first one's frontier to the root of all leaves."""
@@ -448,4 +447,3 @@ def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.Ledg
         ).scalar_one()
     assert order == sorted(order)
     assert open_rows == 0
-

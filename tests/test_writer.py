@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import fcntl
 import os
+import random
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
 
-from portal import writer
+from portal import rollups, writer
 from portal.errors import Conflict, Invalid
 from portal.models import Rating
-from portal.ratings import record
+from portal.ratings import record, record_many
 from portal.writer import group_commit, writer_for
-from tests.factories import World, key, make_world, rating_in
+from tests.factories import CHINA, World, key, make_world, rating_in
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +72,7 @@ def test_concurrent_ratings_are_committed_in_batches_and_each_acknowledged(
 
     with ThreadPoolExecutor(9) as pool:
         held = blocker.hold(pool, engine)
-        futures = [
-            pool.submit(record, engine, rating_in(world, value=1 + i % 5)) for i in range(8)
-        ]
+        futures = [pool.submit(record, engine, rating_in(world, value=1 + i % 5)) for i in range(8)]
         _queued(engine, 8)  # all eight queued behind the blocker
         blocker.gate.set()
         receipts = [f.result() for f in futures]
@@ -124,8 +124,7 @@ def test_a_database_error_in_one_unit_leaves_the_batch_and_the_writer_working(
 
     def duplicate(conn: Connection) -> None:
         add = (
-            "INSERT INTO insurers (code, name, created_at) "
-            "VALUES ('ZZDUP', :n, CURRENT_TIMESTAMP)"
+            "INSERT INTO insurers (code, name, created_at) VALUES ('ZZDUP', :n, CURRENT_TIMESTAMP)"
         )
         conn.execute(text(add), {"n": "x"})
         conn.execute(text(add), {"n": "y"})  # the unique code: refused
@@ -207,3 +206,49 @@ def test_the_sqlite_write_lock_is_released_at_commit_and_rollback(
         assert not lock.locked() and not file_locked()
     os.close(other)
     local.dispose()
+
+
+def test_a_batchs_rollups_count_exactly_its_committed_ratings(engine: Engine, world: World) -> None:
+    """The batch adds up its rollup increments and writes them at its end
+    (rollups.Deferred): a unit rolled back after its rating's increments were staged
+    must not count, and every rollup must still equal the ratings it sums."""
+    rng = random.Random()
+    day = datetime(rng.randrange(2001, 2010), rng.randrange(1, 13), 15, 10, tzinfo=CHINA)
+    rated = [rating_in(world, occurred_at=day, value=1 + i % 5) for i in range(6)]
+    blocker = Blocker()
+
+    def then_fail(conn: Connection) -> None:
+        record_many(conn, [rating_in(world, occurred_at=day, value=5)])
+        raise RuntimeError("the unit fails after its rating's rollups were staged")
+
+    writer = writer_for(engine)
+    with ThreadPoolExecutor(9) as pool:
+        blocker.hold(pool, engine)
+        batches = writer.batches
+        good = [
+            pool.submit(group_commit, engine, lambda c, r=r: record_many(c, [r])) for r in rated
+        ]
+        bad = pool.submit(group_commit, engine, then_fail)
+        _queued(engine, 7)
+        blocker.gate.set()
+        receipts = [f.result()[0] for f in good]
+        with pytest.raises(RuntimeError):
+            bad.result()
+    assert writer.batches - batches == 2  # the blocker's batch, then all seven together
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(func.count(), func.sum(Rating.score)).where(
+                Rating.id.in_([r.id for r in receipts])
+            )
+        ).one()
+        assert stored == (6, sum((r.value - 1) * 25 for r in rated))
+        for table, when in (
+            (rollups.DAILY, rollups.DAILY.c.day == day.date()),
+            (rollups.MONTHLY, rollups.MONTHLY.c.month == day.date().replace(day=1)),
+            (rollups.STAFF, rollups.STAFF.c.day == day.date()),
+            (rollups.STAFF_MONTHLY, rollups.STAFF_MONTHLY.c.month == day.date().replace(day=1)),
+        ):
+            n, total = conn.execute(
+                select(func.sum(table.c.n), func.sum(table.c.sum_score)).where(when)
+            ).one()
+            assert (n, total) == stored, table.name

@@ -251,7 +251,9 @@ def test_device_info_lists_the_branch_staff(client: TestClient, device) -> None:
 
 
 def test_a_key_used_on_another_sessions_press_is_a_conflict(
-    client: TestClient, engine: Engine, device  # noqa: ANN001
+    client: TestClient,
+    engine: Engine,
+    device,  # noqa: ANN001
 ) -> None:
     """Same key, same level, same moment, another session: a different rating (409),
     not a replay of the first one's receipt; the second session stays unrated."""
