@@ -32,7 +32,9 @@ def utc(dt: datetime) -> datetime:
 
 
 def timestamp(dt: datetime) -> str:
-    return utc(dt).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ "YYYY-MM-DDTHH:MM:SS.ffffffZ", what strftime("%Y-%m-%dT%H:%M:%S.%fZ") gives for
+    years from 1000 on, at half its cost (it is hashed several times per rating)."""
+    return utc(dt).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parts_fingerprint(*parts: object) -> str:

@@ -159,11 +159,19 @@ _writers: WeakKeyDictionary[Engine, GroupWriter] = WeakKeyDictionary()
 _writers_lock = threading.Lock()
 
 
+_last: tuple[ref[Engine], GroupWriter] | None = None  # the one a process mostly asks for
+
+
 def writer_for(engine: Engine) -> GroupWriter:
+    global _last
+    last = _last  # one read: another thread may replace it meanwhile
+    if last is not None and last[0]() is engine:
+        return last[1]  # without the WeakKeyDictionary's lock and new weakref per call
     with _writers_lock:
         writer = _writers.get(engine)
         if writer is None:
             writer = _writers[engine] = GroupWriter(engine)
+        _last = (ref(engine), writer)
         return writer
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 
-from portal.canonical import rating_leaf_hash, text_commitment
+from portal.canonical import rating_leaf_hash, text_commitment, timestamp
 from portal.errors import Conflict, Invalid
 from portal.models import Outbox, Rating, RatingText, RollupDaily, RollupStaffDaily
 from portal.ratings import normalise_score, record
-from tests.factories import World, counts, make_world, rating_in
+from tests.factories import CHINA, World, counts, make_world, rating_in
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +183,11 @@ def test_a_correction_is_a_new_row_referencing_the_old(engine: Engine, world: Wo
             ).all()
         )
     assert rows == {old.id: 1, new.id: 4}
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 1), timezones=st.sampled_from([UTC, CHINA, None])))
+def test_the_canonical_timestamp_keeps_its_exact_form(dt: datetime) -> None:
+    """Leaf hashes and fingerprints hash this string: it must stay byte for byte what
+    receipts already published were made with (microseconds always, Z, UTC)."""
+    expected = (dt if dt.tzinfo is None else dt.astimezone(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert timestamp(dt) == expected
