@@ -133,6 +133,9 @@ class Prepared:
             return
         keys = tuple(params[0]) if isinstance(self.stmt, Insert) else None
         plan = self._plan(conn.dialect, keys)
+        if len(params) == 1:  # psycopg runs executemany() in pipeline mode: a sync more
+            _run(conn, plan, plan.parameters(params[0]))
+            return
         _run(conn, plan, [plan.parameters(p) for p in params], many=True)
 
 
