@@ -108,7 +108,10 @@ class GroupWriter:
                     units.append(self.queue.get_nowait())
                 except queue.Empty:
                     break
-            self._commit(units)
+            try:
+                self._commit(units)
+            except BaseException as err:  # a fault here must not leave callers waiting
+                _fail(units, err)
 
     def _commit(self, units: list[_Unit]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
@@ -142,9 +145,7 @@ class GroupWriter:
                 finally:
                     conn.info.pop(rollups.DEFERRED, None)  # info outlives the checkout
         except BaseException as err:  # BEGIN or COMMIT failed: nothing was stored
-            for future in {id(f): f for f, _ in units}.values():
-                if not future.done():
-                    future.set_exception(err)
+            _fail(units, err)
             return
         self.batches += 1
         self.units += len(outcomes)
@@ -153,6 +154,13 @@ class GroupWriter:
                 future.set_exception(error)
             else:
                 future.set_result(result)
+
+
+def _fail(units: list[_Unit], err: BaseException) -> None:
+    """Every caller of the batch still waiting gets `err`."""
+    for _, future in units:
+        if not future.done():
+            future.set_exception(err)
 
 
 _writers: WeakKeyDictionary[Engine, GroupWriter] = WeakKeyDictionary()

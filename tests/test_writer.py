@@ -13,6 +13,7 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from portal import rollups, writer
 from portal.errors import Conflict, Invalid
@@ -252,3 +253,42 @@ def test_a_batchs_rollups_count_exactly_its_committed_ratings(engine: Engine, wo
                 select(func.sum(table.c.n), func.sum(table.c.sum_score)).where(when)
             ).one()
             assert (n, total) == stored, table.name
+
+
+def test_a_failed_commit_fails_every_unit_of_its_batch_and_the_writer_goes_on(
+    engine: Engine, world: World, is_postgres: bool
+) -> None:
+    """When the batch itself fails (its COMMIT, or the connection lost mid-batch, as in a
+    database restart), every caller gets the error, nothing of the batch is stored, and
+    the next rating is written: the writer thread must neither die nor hang its callers."""
+
+    def breaks_the_batch(conn: Connection) -> None:
+        if is_postgres:  # the connection is lost under the whole batch
+            conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
+        else:  # a foreign key checked only at COMMIT
+            conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+            conn.exec_driver_sql(
+                "INSERT INTO ledger_queue (rating_id, recorded_at) "
+                "VALUES ('no-such-rating', '2026-01-01 00:00:00')"
+            )
+
+    before = _count(engine)
+    blocker = Blocker()
+    pool = ThreadPoolExecutor(5)
+    try:
+        blocker.hold(pool, engine)
+        first = pool.submit(group_commit, engine, lambda c: record_many(c, [rating_in(world)]))
+        _queued(engine, 1)
+        breaker = pool.submit(group_commit, engine, breaks_the_batch)
+        _queued(engine, 2)
+        last = pool.submit(group_commit, engine, lambda c: record_many(c, [rating_in(world)]))
+        _queued(engine, 3)
+        blocker.gate.set()
+        for f in (first, breaker, last):
+            with pytest.raises(DBAPIError):  # the database's own error, not a timeout
+                f.result(timeout=30)
+    finally:
+        pool.shutdown(wait=False)  # a caller the writer forgot would block the test forever
+    assert _count(engine) == before
+    record(engine, rating_in(world))  # (record() itself retries once after an IntegrityError)
+    assert _count(engine) == before + 1
