@@ -176,27 +176,31 @@ def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[by
     """Append the next `limit` queued ratings as leaves size, size + 1, ...; their hashes.
 
     All in SQL: the queue's open part is read through its partial index in leaf order
-    (recorded_at, id), numbered by row_number() and inserted in one statement, then
-    stamped in one more; Python only reads back the new leaf hashes for the frontier."""
-    # LIMIT first, then number: a window over the whole open queue would sort all of it
-    # for every batch (quadratic when millions are pending, as after a bulk load).
-    nxt = (
-        select(QUEUE.rating_id, QUEUE.recorded_at)
+    (recorded_at, id), numbered by row_number() and inserted in one statement, which
+    also returns the new leaves (RETURNING); one more statement stamps the queue rows.
+    The window is over the indexed scan itself, not over a LIMITed subquery: both
+    databases then number the rows as the index yields them and stop at the LIMIT,
+    where a subquery was materialised and sorted again for the window."""
+    picked = (
+        select(
+            (
+                size - 1 + func.row_number().over(order_by=[QUEUE.recorded_at, QUEUE.rating_id])
+            ).label("leaf_index"),
+            Rating.id,
+            Rating.leaf_hash,
+            literal(now, DateTime(timezone=True)).label("sequenced_at"),
+        )
+        .join_from(LedgerQueue, Rating, Rating.id == QUEUE.rating_id)
         .where(QUEUE.sequenced_at.is_(None))
         .order_by(QUEUE.recorded_at, QUEUE.rating_id)
         .limit(limit)
-        .subquery()
     )
-    picked = select(
-        (size - 1 + func.row_number().over(order_by=[nxt.c.recorded_at, nxt.c.rating_id])).label(
-            "leaf_index"
-        ),
-        Rating.id,
-        Rating.leaf_hash,
-        literal(now, DateTime(timezone=True)).label("sequenced_at"),
-    ).join_from(nxt, Rating, Rating.id == nxt.c.rating_id)
     columns = ["leaf_index", "rating_id", "leaf_hash", "sequenced_at"]
-    added = conn.execute(insert(LedgerEntry).from_select(columns, picked)).rowcount
+    added = conn.execute(
+        insert(LedgerEntry)
+        .from_select(columns, picked)
+        .returning(ENTRIES.leaf_index, ENTRIES.leaf_hash)
+    ).all()
     if not added:
         return []
     new = select(ENTRIES.rating_id).where(ENTRIES.leaf_index >= size)
@@ -205,10 +209,11 @@ def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[by
         .where(QUEUE.rating_id.in_(new), QUEUE.sequenced_at.is_(None))
         .values(sequenced_at=now)
     )
-    hashes = conn.execute(
-        select(ENTRIES.leaf_hash).where(ENTRIES.leaf_index >= size).order_by(ENTRIES.leaf_index)
-    ).scalars()
-    return [bytes.fromhex(h) for h in hashes]
+    # RETURNING promises no order: each hash goes to its own leaf's place.
+    leaves = [b""] * len(added)
+    for index, leaf in added:
+        leaves[index - size] = bytes.fromhex(leaf)
+    return leaves
 
 
 def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 50_000) -> Any | None:
