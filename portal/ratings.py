@@ -539,7 +539,14 @@ def record_many(
         )
         conn.execute(
             _INSERT_QUEUE,
-            [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows],
+            [
+                {
+                    "rating_id": row["id"],
+                    "recorded_at": row["recorded_at"],
+                    "leaf_hash": row["leaf_hash"],
+                }
+                for row in rows
+            ],
         )
         for row in rows if within else ():
             within(conn, row)
