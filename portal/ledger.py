@@ -180,29 +180,10 @@ def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[by
     All in SQL: the queue's open part is read through its partial index in leaf order
     (recorded_at, id), numbered by row_number() and inserted in one statement, which
     also returns the new leaves (RETURNING); one more statement stamps the queue rows.
-    The window is over the indexed scan itself, not over a LIMITed subquery: both
-    databases then number the rows as the index yields them and stop at the LIMIT,
-    where a subquery was materialised and sorted again for the window. The leaf hash
-    comes from the queue row (written with the rating, frozen by a trigger; `verify`
-    compares it with the rating's), so no join to `ratings` is needed; only a row
-    queued before migration 0010 has none and is looked up."""
-    leaf_hash = func.coalesce(
-        QUEUE.leaf_hash,
-        select(Rating.leaf_hash).where(Rating.id == QUEUE.rating_id).scalar_subquery(),
-    )
-    picked = (
-        select(
-            (
-                size - 1 + func.row_number().over(order_by=[QUEUE.recorded_at, QUEUE.rating_id])
-            ).label("leaf_index"),
-            QUEUE.rating_id,
-            leaf_hash.label("leaf_hash"),
-            literal(now, DateTime(timezone=True)).label("sequenced_at"),
-        )
-        .where(QUEUE.sequenced_at.is_(None))
-        .order_by(QUEUE.recorded_at, QUEUE.rating_id)
-        .limit(limit)
-    )
+    The leaf hash comes from the queue row (written with the rating, frozen by a
+    trigger; `verify` compares it with the rating's), so no join to `ratings` is needed;
+    only a row queued before migration 0010 has none and is looked up."""
+    picked = _next_leaves(conn.dialect.name, size, limit, now)
     columns = ["leaf_index", "rating_id", "leaf_hash", "sequenced_at"]
     result = conn.execute(
         insert(LedgerEntry)
@@ -223,6 +204,41 @@ def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[by
     for index, leaf in added:
         leaves[index - size] = bytes.fromhex(leaf)
     return leaves
+
+
+def _next_leaves(dialect: str, size: int, limit: int, now: datetime) -> Any:
+    """SELECT of the next `limit` open queue rows as ledger entries from leaf `size` on.
+
+    SQLite numbers the indexed scan itself: row_number() over the open index's order
+    streams and stops at the LIMIT (a LIMITed subquery was materialised and sorted again
+    for the window). PostgreSQL gets LIMIT first, then the number: with the window over
+    the whole open queue it may sort all of it for every batch (quadratic after a bulk
+    load of millions)."""
+    q: Any = QUEUE
+    if dialect == "postgresql":
+        q = (
+            select(QUEUE.rating_id, QUEUE.recorded_at, QUEUE.leaf_hash)
+            .where(QUEUE.sequenced_at.is_(None))
+            .order_by(QUEUE.recorded_at, QUEUE.rating_id)
+            .limit(limit)
+            .subquery()
+            .c
+        )
+    leaf_hash = func.coalesce(
+        q.leaf_hash,
+        select(Rating.leaf_hash).where(Rating.id == q.rating_id).scalar_subquery(),
+    )
+    picked = select(
+        (size - 1 + func.row_number().over(order_by=[q.recorded_at, q.rating_id])).label(
+            "leaf_index"
+        ),
+        q.rating_id,
+        leaf_hash.label("leaf_hash"),
+        literal(now, DateTime(timezone=True)).label("sequenced_at"),
+    )
+    if dialect == "postgresql":
+        return picked
+    return picked.where(q.sequenced_at.is_(None)).order_by(q.recorded_at, q.rating_id).limit(limit)
 
 
 def _stamp(conn: Connection, size: int, count: int) -> Any:
