@@ -25,9 +25,11 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Engine,
+    bindparam,
     func,
     insert,
     literal,
+    literal_column,
     select,
     text,
     update,
@@ -176,39 +178,98 @@ def _sequence(conn: Connection, size: int, limit: int, now: datetime) -> list[by
     """Append the next `limit` queued ratings as leaves size, size + 1, ...; their hashes.
 
     All in SQL: the queue's open part is read through its partial index in leaf order
-    (recorded_at, id), numbered by row_number() and inserted in one statement, then
-    stamped in one more; Python only reads back the new leaf hashes for the frontier."""
-    # LIMIT first, then number: a window over the whole open queue would sort all of it
-    # for every batch (quadratic when millions are pending, as after a bulk load).
-    nxt = (
-        select(QUEUE.rating_id, QUEUE.recorded_at)
-        .where(QUEUE.sequenced_at.is_(None))
-        .order_by(QUEUE.recorded_at, QUEUE.rating_id)
-        .limit(limit)
-        .subquery()
-    )
-    picked = select(
-        (size - 1 + func.row_number().over(order_by=[nxt.c.recorded_at, nxt.c.rating_id])).label(
-            "leaf_index"
-        ),
-        Rating.id,
-        Rating.leaf_hash,
-        literal(now, DateTime(timezone=True)).label("sequenced_at"),
-    ).join_from(nxt, Rating, Rating.id == nxt.c.rating_id)
+    (recorded_at, id), numbered by row_number() and inserted in one statement, which
+    also returns the new leaves (RETURNING); one more statement stamps the queue rows.
+    The leaf hash comes from the queue row (written with the rating, frozen by a
+    trigger; `verify` compares it with the rating's), so no join to `ratings` is needed;
+    only a row queued before migration 0010 has none and is looked up."""
+    picked = _next_leaves(conn.dialect.name, size, limit, now)
     columns = ["leaf_index", "rating_id", "leaf_hash", "sequenced_at"]
-    added = conn.execute(insert(LedgerEntry).from_select(columns, picked)).rowcount
+    result = conn.execute(
+        insert(LedgerEntry)
+        .from_select(columns, picked)
+        .returning(ENTRIES.leaf_index, ENTRIES.leaf_hash)
+    )
+    # The driver's rows as they are: SQLAlchemy's Row objects cost more than the rest
+    # of reading 100k leaves (both columns are plain integers and strings).
+    added = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
     if not added:
         return []
+    stamped = conn.execute(_stamp(conn, size, len(added)), {"now": now}).rowcount
+    if stamped != len(added):
+        raise LedgerError(f"sequenced {len(added)} queued ratings but stamped {stamped}")
+    # RETURNING promises no order: each hash goes to its own leaf's place.
+    leaves = [b""] * len(added)
+    for index, leaf in added:
+        leaves[index - size] = bytes.fromhex(leaf)
+    return leaves
+
+
+def _next_leaves(dialect: str, size: int, limit: int, now: datetime) -> Any:
+    """SELECT of the next `limit` open queue rows as ledger entries from leaf `size` on.
+
+    SQLite numbers the indexed scan itself: row_number() over the open index's order
+    streams and stops at the LIMIT (a LIMITed subquery was materialised and sorted again
+    for the window). PostgreSQL gets LIMIT first, then the number: with the window over
+    the whole open queue it may sort all of it for every batch (quadratic after a bulk
+    load of millions)."""
+    q: Any = QUEUE
+    if dialect == "postgresql":
+        q = (
+            select(QUEUE.rating_id, QUEUE.recorded_at, QUEUE.leaf_hash)
+            .where(QUEUE.sequenced_at.is_(None))
+            .order_by(QUEUE.recorded_at, QUEUE.rating_id)
+            .limit(limit)
+            .subquery()
+            .c
+        )
+    leaf_hash = func.coalesce(
+        q.leaf_hash,
+        select(Rating.leaf_hash).where(Rating.id == q.rating_id).scalar_subquery(),
+    )
+    picked = select(
+        (size - 1 + func.row_number().over(order_by=[q.recorded_at, q.rating_id])).label(
+            "leaf_index"
+        ),
+        q.rating_id,
+        leaf_hash.label("leaf_hash"),
+        literal(now, DateTime(timezone=True)).label("sequenced_at"),
+    )
+    if dialect == "postgresql":
+        return picked
+    return picked.where(q.sequenced_at.is_(None)).order_by(q.recorded_at, q.rating_id).limit(limit)
+
+
+def _stamp(conn: Connection, size: int, count: int) -> Any:
+    """The statement marking the queue rows just sequenced (leaves size .. size+count-1).
+
+    SQLite: the checkpoint's transaction holds the database's only write lock (BEGIN
+    IMMEDIATE), so the open queue cannot have changed since the INSERT read it: the
+    rows to stamp are the first `count` of its open index, found by rowid without a
+    probe of the primary key per rating. PostgreSQL: writers commit meanwhile, and a
+    rating recorded earlier may become visible between the two statements, so the
+    rows are found by the rating ids the ledger now holds."""
+    if conn.dialect.name == "sqlite":
+        open_rows = LedgerQueue.__table__.alias("open_rows")  # type: ignore[attr-defined]
+        first = (
+            select(literal_column("open_rows.rowid"))
+            .select_from(open_rows)
+            .where(open_rows.c.sequenced_at.is_(None))
+            .order_by(open_rows.c.recorded_at, open_rows.c.rating_id)
+            .limit(count)
+        )
+        return (
+            update(LedgerQueue)
+            .where(literal_column("rowid").in_(first))
+            .values(sequenced_at=bindparam("now"))
+        )
     new = select(ENTRIES.rating_id).where(ENTRIES.leaf_index >= size)
-    conn.execute(
+    return (
         update(LedgerQueue)
         .where(QUEUE.rating_id.in_(new), QUEUE.sequenced_at.is_(None))
-        .values(sequenced_at=now)
+        .values(sequenced_at=bindparam("now"))
     )
-    hashes = conn.execute(
-        select(ENTRIES.leaf_hash).where(ENTRIES.leaf_index >= size).order_by(ENTRIES.leaf_index)
-    ).scalars()
-    return [bytes.fromhex(h) for h in hashes]
 
 
 def checkpoint(engine: Engine, key: LedgerKey, *, batch: int = 50_000) -> Any | None:
@@ -430,7 +491,12 @@ def _verify_pending(conn: Connection, approved: dict[str, set[str]]) -> Iterator
     seq = select(LedgerEntry.rating_id).where(LedgerEntry.rating_id == Rating.id)
     cols = [*Rating.__table__.c, *TEXT_COLUMNS]
     stmt = (
-        select(*cols, QUEUE.rating_id.label("queued"), QUEUE.sequenced_at.label("stamped"))
+        select(
+            *cols,
+            QUEUE.rating_id.label("queued"),
+            QUEUE.sequenced_at.label("stamped"),
+            QUEUE.leaf_hash.label("queued_hash"),
+        )
         .outerjoin(RatingText, RatingText.rating_id == Rating.id)
         .outerjoin(LedgerQueue, QUEUE.rating_id == Rating.id)
         .where(~seq.exists())
@@ -441,6 +507,10 @@ def _verify_pending(conn: Connection, approved: dict[str, set[str]]) -> Iterator
             yield Problem(r.id, "not in the ledger queue: the checkpointer would never sequence it")
         elif r.stamped is not None:
             yield Problem(r.id, "marked sequenced in the ledger queue but has no ledger entry")
+        elif r.queued_hash is not None and r.queued_hash != r.leaf_hash:
+            yield Problem(
+                r.id, "queued with another leaf hash than its own: the checkpointer would sign it"
+            )
 
 
 def recorded(cp: Any) -> datetime:

@@ -311,9 +311,10 @@ class LedgerQueue(SQLModel, table=True):
     """Every rating, queued for the checkpointer in the rating's own transaction.
 
     The checkpointer reads the open rows (a partial index keeps that O(pending), not
-    O(all ratings)) and stamps `sequenced_at` when it appends them to the ledger. The
-    app may not delete rows; `portal verify` names a rating that is neither sequenced
-    nor open here (someone stamped it without sequencing it)."""
+    O(all ratings)) and stamps `sequenced_at` when it appends them to the ledger; only
+    that column may change (migration 0010's trigger). The app may not delete rows;
+    `portal verify` names a rating that is neither sequenced nor open here (someone
+    stamped it without sequencing it), and one queued with another hash than its own."""
 
     __tablename__ = "ledger_queue"
     __table_args__ = (
@@ -328,6 +329,10 @@ class LedgerQueue(SQLModel, table=True):
     rating_id: str = Field(primary_key=True, foreign_key="ratings.id", max_length=32)
     recorded_at: datetime = tz_field()  # the rating's: leaves go in (recorded_at, id) order
     sequenced_at: datetime | None = tz_field(nullable=True)
+    # The rating's leaf hash, so sequencing needs no join to `ratings`. Frozen by a
+    # trigger (as are rating_id and recorded_at); None only for a row written by an app
+    # older than migration 0010, and the checkpointer then reads the rating's hash.
+    leaf_hash: str | None = Field(default=None, max_length=64)
 
 
 class Checkpoint(SQLModel, table=True):

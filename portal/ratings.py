@@ -546,7 +546,15 @@ def record_many(
             conn, [{"topic": "rating", "ref": row["id"], "created_at": now} for row in rows]
         )
         _INSERT_QUEUE.executemany(
-            conn, [{"rating_id": row["id"], "recorded_at": row["recorded_at"]} for row in rows]
+            conn,
+            [
+                {
+                    "rating_id": row["id"],
+                    "recorded_at": row["recorded_at"],
+                    "leaf_hash": row["leaf_hash"],
+                }
+                for row in rows
+            ],
         )
         for row in rows if within else ():
             within(conn, row)

@@ -447,3 +447,142 @@ def test_a_checkpoint_reads_only_the_new_leaves(engine: Engine, key: ledger.Ledg
         ).scalar_one()
     assert order == sorted(order)
     assert open_rows == 0
+
+
+# -- the leaf hash the queue carries (migration 0010) ----------------------------------------
+
+QUEUE_ATTACKS = [
+    "UPDATE ledger_queue SET leaf_hash = :forged WHERE rating_id = :id",
+    "UPDATE ledger_queue SET recorded_at = recorded_at WHERE rating_id = :id",
+    "UPDATE ledger_queue SET rating_id = rating_id WHERE rating_id = :id",
+]
+
+
+@pytest.mark.parametrize("sql", QUEUE_ATTACKS)
+@pytest.mark.parametrize("who", ["app", "owner"])
+def test_a_queue_rows_leaf_hash_and_identity_cannot_be_updated(
+    scratch_settings: Settings, sql: str, who: str
+) -> None:
+    """The app role may UPDATE ledger_queue (to stamp sequenced_at), so a trigger keeps
+    the hash the checkpointer will sign, and which rating and place it is for, as written."""
+    engine = make_engine(scratch_settings.runtime_database_url)
+    world = make_world(engine)
+    rid = record(engine, rating_in(world)).id
+    attacker = engine if who == "app" else make_engine(scratch_settings.database_url)
+    raw = attacker.raw_connection()  # through the driver itself, not our code
+    try:
+        cur = raw.cursor()
+        mark = "%s" if attacker.dialect.name == "postgresql" else "?"
+        params = ("0" * 64, rid) if ":forged" in sql else (rid,)
+        with pytest.raises(Exception, match=r"cannot be changed"):
+            cur.execute(sql.replace(":forged", mark).replace(":id", mark), params)
+        raw.rollback()
+        # Stamping, what the checkpointer does, is still allowed.
+        cur.execute(
+            f"UPDATE ledger_queue SET sequenced_at = recorded_at WHERE rating_id = {mark}", (rid,)
+        )
+        raw.rollback()
+    finally:
+        raw.close()
+    with engine.connect() as conn:
+        queued = conn.execute(
+            text(
+                "SELECT q.leaf_hash, r.leaf_hash FROM ledger_queue q JOIN ratings r "
+                "ON r.id = q.rating_id WHERE q.rating_id = :id"
+            ),
+            {"id": rid},
+        ).one()
+    assert queued[0] == queued[1]
+    if attacker is not engine:
+        attacker.dispose()
+    engine.dispose()
+
+
+def _requeue(settings: Settings, rid: str, leaf_hash: str | None) -> None:
+    """An owner (or, on SQLite, anyone with the file) deletes a rating's queue row and
+    writes it again with another hash: the only way past the trigger above."""
+    owner = make_engine(settings.database_url)
+    with owner.begin() as conn:
+        conn.execute(text("DELETE FROM ledger_queue WHERE rating_id = :id"), {"id": rid})
+        conn.execute(
+            text(
+                "INSERT INTO ledger_queue (rating_id, recorded_at, leaf_hash) "
+                "SELECT id, recorded_at, :h FROM ratings WHERE id = :id"
+            ),
+            {"id": rid, "h": leaf_hash},
+        )
+    owner.dispose()
+
+
+def test_a_forged_hash_in_the_queue_is_named_before_and_after_it_is_sequenced(
+    scratch_settings: Settings,
+) -> None:
+    """The checkpointer signs the hash the queue carries, not the rating's: a forged one
+    is named by verify while it waits, and once signed the ledger entry differs from the
+    rating's hash, which verify names too (the rating itself is untouched)."""
+    engine, key, _ = _sequenced_world(scratch_settings, n=2)
+    world = make_world(engine)
+    victim = record(engine, rating_in(world)).id
+    honest = record(engine, rating_in(world)).id
+    forged = hashlib.sha256(b"not this rating").hexdigest()
+    _requeue(scratch_settings, victim, forged)
+    public = key.private.public_key()
+    pending = ledger.verify(engine, public, key.origin)
+    assert [(p.rating_id, p.message) for p in pending] == [
+        (victim, "queued with another leaf hash than its own: the checkpointer would sign it")
+    ]
+    cp = ledger.checkpoint(engine, key)
+    assert cp is not None
+    with engine.connect() as conn:
+        signed = dict(
+            conn.execute(
+                text("SELECT rating_id, leaf_hash FROM ledger_entries WHERE rating_id IN (:a, :b)"),
+                {"a": victim, "b": honest},
+            ).all()
+        )
+    assert signed[victim] == forged  # what the queue carried was signed ...
+    problems = ledger.verify(engine, public, key.origin)
+    # ... and verify names exactly that rating, and nothing else.
+    assert {p.rating_id for p in problems} == {victim}
+    assert any("ledger and rating hashes differ" in p.message for p in problems)
+    engine.dispose()
+
+
+def test_a_queue_row_without_a_hash_is_sequenced_with_its_ratings(
+    scratch_settings: Settings,
+) -> None:
+    """A row queued by an app older than migration 0010 (no leaf_hash) gets the rating's
+    hash: the ledger stays exactly what verify recomputes."""
+    engine, key, _ = _sequenced_world(scratch_settings, n=2)
+    world = make_world(engine)
+    old = record(engine, rating_in(world))
+    new = record(engine, rating_in(world))
+    _requeue(scratch_settings, old.id, None)
+    cp = ledger.checkpoint(engine, key)
+    assert cp is not None
+    with engine.connect() as conn:
+        signed = dict(
+            conn.execute(
+                text("SELECT rating_id, leaf_hash FROM ledger_entries WHERE rating_id IN (:a, :b)"),
+                {"a": old.id, "b": new.id},
+            ).all()
+        )
+    assert signed == {old.id: old.leaf_hash, new.id: new.leaf_hash}
+    assert cp.root_hash == merkle.root(_leaf_hashes(engine)).hex()
+    assert ledger.verify(engine, key.private.public_key(), key.origin) == []
+    engine.dispose()
+
+
+def test_the_bulk_write_path_queues_each_rating_with_its_leaf_hash(engine: Engine) -> None:
+    world = make_world(engine)
+    receipts = [record(engine, rating_in(world)) for _ in range(3)]
+    with engine.connect() as conn:
+        rows = dict(
+            conn.execute(
+                text(
+                    "SELECT rating_id, leaf_hash FROM ledger_queue WHERE rating_id IN (:a, :b, :c)"
+                ),
+                dict(zip("abc", (r.id for r in receipts), strict=True)),
+            ).all()
+        )
+    assert rows == {r.id: r.leaf_hash for r in receipts}

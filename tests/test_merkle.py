@@ -337,3 +337,16 @@ def test_large_tree_is_fast_enough() -> None:
     verify_consistency(
         70_000, size, consistency_proof(leaves, 70_000, size), root(leaves[:70_000]), root_hash
     )
+
+
+@pytest.mark.parametrize("start", [0, 1, 2, 3, 63, 64, 65, 511, 512, 513, 1000])
+def test_frontier_extend_level_by_level_equals_leaf_by_leaf(start: int) -> None:
+    """frontier_extend hashes a level at a time; append one leaf at a time must agree,
+    from any starting size (the old frontier's nodes join the new ones at their level)."""
+    leaves = [leaf_hash(f"x {i}".encode()) for i in range(start + 700)]
+    frontier = frontier_extend([], 0, leaves[:start])
+    one_by_one = list(frontier)
+    for size in range(start, len(leaves)):
+        one_by_one = frontier_append(one_by_one, size, leaves[size])
+    assert frontier_extend(frontier, start, leaves[start:]) == one_by_one
+    assert frontier_root(one_by_one) == root(leaves)
