@@ -533,19 +533,24 @@ def test_a_forged_hash_in_the_queue_is_named_before_and_after_it_is_sequenced(
     ]
     cp = ledger.checkpoint(engine, key)
     assert cp is not None
-    with engine.connect() as conn:
-        signed = dict(
-            conn.execute(
-                text("SELECT rating_id, leaf_hash FROM ledger_entries WHERE rating_id IN (:a, :b)"),
-                {"a": victim, "b": honest},
-            ).all()
-        )
+    signed = _signed(engine, victim, honest)
     assert signed[victim] == forged  # what the queue carried was signed ...
     problems = ledger.verify(engine, public, key.origin)
     # ... and verify names exactly that rating, and nothing else.
     assert {p.rating_id for p in problems} == {victim}
     assert any("ledger and rating hashes differ" in p.message for p in problems)
     engine.dispose()
+
+
+def _signed(engine: Engine, *rating_ids: str) -> dict[str, str]:
+    """The leaf hash the ledger holds for each of these ratings."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(LedgerEntry.rating_id, LedgerEntry.leaf_hash).where(
+                LedgerEntry.rating_id.in_(rating_ids)
+            )
+        )
+        return dict(rows.all())
 
 
 def test_a_queue_row_without_a_hash_is_sequenced_with_its_ratings(
@@ -560,14 +565,7 @@ def test_a_queue_row_without_a_hash_is_sequenced_with_its_ratings(
     _requeue(scratch_settings, old.id, None)
     cp = ledger.checkpoint(engine, key)
     assert cp is not None
-    with engine.connect() as conn:
-        signed = dict(
-            conn.execute(
-                text("SELECT rating_id, leaf_hash FROM ledger_entries WHERE rating_id IN (:a, :b)"),
-                {"a": old.id, "b": new.id},
-            ).all()
-        )
-    assert signed == {old.id: old.leaf_hash, new.id: new.leaf_hash}
+    assert _signed(engine, old.id, new.id) == {old.id: old.leaf_hash, new.id: new.leaf_hash}
     assert cp.root_hash == merkle.root(_leaf_hashes(engine)).hex()
     assert ledger.verify(engine, key.private.public_key(), key.origin) == []
     engine.dispose()
