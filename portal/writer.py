@@ -28,25 +28,33 @@ from weakref import WeakKeyDictionary, ref
 
 from anyio import to_thread
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from portal import rollups
 from portal.prepared import driver_sql
 
 T = TypeVar("T")
 MAX_BATCH = 256  # units per transaction
-# GROUP_COMMIT=auto (the default) turns it on for SQLite and off for PostgreSQL; 1 or 0
-# forces it. Measured on this 2-core machine (docs/performance.md, bench/ab_group_commit.py):
-# SQLite counter ingest went from ~250 to ~480 req/s with it, because SQLite serialises
-# writers anyway and every COMMIT is an fsync; on PostgreSQL it went from ~170 to ~115,
-# because one thread then waits for every statement's round trip in turn, while
-# PostgreSQL overlaps concurrent transactions and groups their WAL flushes itself.
-MODE = os.environ.get("GROUP_COMMIT", "auto")
-ENABLED: bool | None = {"1": True, "0": False}.get(MODE)  # None: by the engine's dialect
+# PostgreSQL: each unit's savepoint that writes is a subtransaction, and past 64 in one
+# transaction (PGPROC_MAX_CACHED_SUBXIDS) every other backend's snapshot checks have to
+# look them up in pg_subtrans; a batch stays below that.
+MAX_BATCH_POSTGRES = 48
+# GROUP_COMMIT=1 (the default; `auto` is the same) or 0. Measured on this 2-core machine
+# (docs/performance.md, bench/ab_group_commit.py): SQLite counter ingest went from ~250 to
+# ~480 req/s with it, because SQLite serialises writers anyway and every COMMIT is an
+# fsync. On PostgreSQL it was off until the batch added up its rollup increments
+# (rollups.Deferred): before, one thread waiting on each statement's round trip lost to
+# concurrent transactions (~115 vs ~170 req/s); after, concurrent transactions queue on
+# the shared rollup rows' locks and the batch wins (1 worker 129-165 vs 119-129 req/s,
+# 2 workers 162-191 vs 144-148, at half the server CPU per rating).
+MODE = os.environ.get("GROUP_COMMIT", "1")
+if MODE not in ("1", "0", "auto"):
+    raise RuntimeError(f"GROUP_COMMIT must be 1 (or auto) or 0, not {MODE!r}")
+ENABLED = MODE != "0"
 
 
 def enabled(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite" if ENABLED is None else ENABLED
+    return ENABLED
 
 
 SAVEPOINT, RELEASE, ROLLBACK_TO = (
@@ -62,6 +70,7 @@ _Unit = tuple[Callable[[Connection], Any], "Future[Any]"]
 class GroupWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = ref(engine)  # weak: the registry below must not keep engines alive
+        self.max_batch = MAX_BATCH_POSTGRES if engine.dialect.name == "postgresql" else MAX_BATCH
         self.queue: queue.SimpleQueue[_Unit] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
@@ -103,7 +112,7 @@ class GroupWriter:
                         return
                 continue
             units = [first]
-            while len(units) < MAX_BATCH:
+            while len(units) < self.max_batch:
                 try:
                     units.append(self.queue.get_nowait())
                 except queue.Empty:
@@ -122,7 +131,9 @@ class GroupWriter:
             with engine.begin() as conn:
                 # The batch's rollup increments are added up and written once, at its
                 # end (portal.rollups.Deferred): a unit's only if its savepoint is kept.
-                deferred = conn.info[rollups.DEFERRED] = rollups.Deferred()
+                # The dict itself is kept: after a lost connection, conn.info raises.
+                info = conn.info
+                deferred = info[rollups.DEFERRED] = rollups.Deferred()
                 try:
                     for fn, future in units:
                         if not future.set_running_or_notify_cancel():
@@ -133,8 +144,13 @@ class GroupWriter:
                         try:
                             result = fn(conn)
                         except BaseException as err:  # this unit only
-                            driver_sql(conn, ROLLBACK_TO)
-                            driver_sql(conn, RELEASE)
+                            try:
+                                driver_sql(conn, ROLLBACK_TO)
+                                driver_sql(conn, RELEASE)
+                            except BaseException:
+                                # The connection itself is gone (a restart): the batch is
+                                # lost, and its callers get this cause, not the aftermath.
+                                raise err from None
                             deferred.drop()
                             outcomes.append((future, None, err))
                         else:
@@ -143,7 +159,7 @@ class GroupWriter:
                             outcomes.append((future, result, None))
                     deferred.flush(conn)
                 finally:
-                    conn.info.pop(rollups.DEFERRED, None)  # info outlives the checkout
+                    info.pop(rollups.DEFERRED, None)  # info outlives the checkout
         except BaseException as err:  # BEGIN or COMMIT failed: nothing was stored
             _fail(units, err)
             return
@@ -195,16 +211,31 @@ def _own_transaction(engine: Engine, fn: Callable[[Connection], T]) -> T:
         return fn(conn)
 
 
+# PostgreSQL's deadlock and serialization failures: the transaction (or the unit's
+# savepoint) was rolled back and running it again is the documented answer. Two batches
+# of other processes can take an insurer's page-version rows in crossed orders (each
+# unit sorts its own), so one of them is sometimes chosen as a deadlock's victim.
+RETRY_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _lost_a_race(err: Exception) -> bool:
+    """A failure that running the unit again resolves: a unique key a concurrent request
+    took first (IntegrityError), or a deadlock or serialization failure."""
+    if isinstance(err, IntegrityError):
+        return True
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in RETRY_SQLSTATES
+
+
 def retrying(engine: Engine, fn: Callable[[Connection], T]) -> T:
-    """group_commit(), run once more if the unit lost a race on a unique key
-    (IntegrityError: a concurrent request with the same idempotency key committed
-    first). On the second run the unit finds the stored row: fn must read before it
-    writes."""
+    """group_commit(), run once more if the unit lost a race (`_lost_a_race`: on a
+    unique key, a concurrent request with the same idempotency key committed first; or
+    a deadlock). On the second run the unit finds the stored row: fn must read before
+    it writes."""
     for attempt in range(2):
         try:
             return group_commit(engine, fn)
-        except IntegrityError:
-            if attempt:
+        except DBAPIError as err:
+            if attempt or not _lost_a_race(err):
                 raise
     raise AssertionError("unreachable")
 
@@ -221,7 +252,7 @@ async def commit(engine: Engine, fn: Callable[[Connection], T]) -> T:
             if enabled(engine):
                 return await asyncio.wrap_future(writer_for(engine).enqueue(fn))
             return await to_thread.run_sync(_own_transaction, engine, fn)
-        except IntegrityError:
-            if attempt:
+        except DBAPIError as err:
+            if attempt or not _lost_a_race(err):
                 raise
     raise AssertionError("unreachable")

@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from portal import rollups, writer
 from portal.errors import Conflict, Invalid
-from portal.models import Rating
+from portal.models import Insurer, Rating
 from portal.ratings import record, record_many
 from portal.writer import group_commit, writer_for
 from tests.factories import CHINA, World, key, make_world, rating_in
@@ -30,7 +30,7 @@ def world(engine: Engine) -> World:
 
 @pytest.fixture(autouse=True)
 def group_commit_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writer, "ENABLED", True)  # by default only on SQLite (GROUP_COMMIT=auto)
+    monkeypatch.setattr(writer, "ENABLED", True)  # the default, unless GROUP_COMMIT=0
 
 
 class Blocker:
@@ -292,3 +292,59 @@ def test_a_failed_commit_fails_every_unit_of_its_batch_and_the_writer_goes_on(
     assert _count(engine) == before
     record(engine, rating_in(world))  # (record() itself retries once after an IntegrityError)
     assert _count(engine) == before + 1
+
+
+@pytest.mark.postgres_only
+def test_a_unit_chosen_as_a_deadlock_victim_is_run_again(engine: Engine, world: World) -> None:
+    """Two transactions taking two rows in crossed orders (as two processes' batches can
+    take insurers' page-version rows): PostgreSQL aborts one. When that is a rating's
+    unit, it is run again, not answered with an error."""
+    with engine.begin() as conn:
+        ids = (
+            conn.execute(
+                select(Insurer.id).where(Insurer.code.in_([world.insurer_a, world.insurer_b]))
+            )
+            .scalars()
+            .all()
+        )
+        for iid in ids:
+            conn.execute(
+                text(
+                    "INSERT INTO insurer_pages (insurer_id, slot, version, reviews) "
+                    "VALUES (:i, 0, 0, 0) ON CONFLICT DO NOTHING"
+                ),
+                {"i": iid},
+            )
+    first, second = ids
+    bump = text("UPDATE insurer_pages SET version = version + 1 WHERE insurer_id = :i AND slot = 0")
+    runs: list[int] = []
+    holds_first = threading.Event()
+
+    def unit(conn: Connection) -> int:
+        runs.append(1)
+        conn.execute(bump, {"i": first})
+        holds_first.set()
+        conn.execute(bump, {"i": second})  # the first run waits here: a deadlock
+        return len(runs)
+
+    other = engine.connect()
+    try:
+        other.begin()
+        other.execute(bump, {"i": second})
+        with ThreadPoolExecutor(1) as pool:
+            result = pool.submit(writer.retrying, engine, unit)
+            assert holds_first.wait(10)
+            deadline = time.monotonic() + 10
+            with engine.connect() as watch:  # until the unit waits for `second`
+                while not watch.execute(
+                    text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                ).scalar():
+                    assert time.monotonic() < deadline, "the unit never waited"
+                    time.sleep(0.01)
+            # The unit waited first, so its deadlock check runs first and it is the victim.
+            other.execute(bump, {"i": first})
+            other.commit()
+            assert result.result(timeout=30) == 2  # the second run went through
+    finally:
+        other.close()
+    assert len(runs) == 2
