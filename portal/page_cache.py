@@ -95,6 +95,7 @@ class LoopVersions:
         self._pid = 0
         self._seen: int | None = None
         self._known: dict[str, PageVersion] = {}
+        self._inherited: list[sqlite3.Connection] = []
         self.queries = 0  # version queries run (for tests)
 
     @classmethod
@@ -107,7 +108,12 @@ class LoopVersions:
         return cls(engine)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # not one inherited by a fork
+        if self._conn is not None and self._pid != os.getpid():
+            # Inherited through a fork: SQLite's connections must not be closed (or used)
+            # across one, so it is kept, unused, instead of being collected.
+            self._inherited.append(self._conn)
+            self._conn = None
+        if self._conn is None:
             # timeout=0: never wait in SQLite's busy handler on the event loop.
             conn = sqlite3.connect(
                 self.path, timeout=0, isolation_level=None, check_same_thread=False

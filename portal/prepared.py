@@ -67,14 +67,16 @@ class Prepared:
 
     def __init__(self, stmt: ClauseElement) -> None:
         self.stmt = stmt
-        self._plans: dict[tuple[str, tuple[str, ...] | None], _Plan] = {}
+        self._plans: dict[tuple[type, tuple[str, ...] | None], _Plan] = {}
 
     def _plan(self, dialect: Dialect, keys: tuple[str, ...] | None) -> _Plan:
-        found = self._plans.get((dialect.name, keys))
+        found = self._plans.get((type(dialect), keys))
         if found is not None:
             return found
         stmt = self.stmt
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        # inline(): no implicit RETURNING of the key on PostgreSQL; nothing here reads it.
+        target = stmt.inline() if isinstance(stmt, Insert) else stmt
+        compiled = target.compile(dialect=dialect, column_keys=list(keys) if keys else None)
         names = compiled.positiontup if dialect.positional else list(compiled.binds)
         binds = []
         for name in names or ():
@@ -92,7 +94,7 @@ class Prepared:
                 c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
             )
         plan = _Plan(compiled.string, dialect.positional, tuple(binds), row, results)
-        self._plans[(dialect.name, keys)] = plan
+        self._plans[(type(dialect), keys)] = plan
         return plan
 
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:

@@ -43,9 +43,13 @@ def upgrade() -> None:
         "ledger_queue",
         sa.Column("leaf_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     )
+    # Only the open rows: the hash is read for them alone (the checkpointer, verify's
+    # pending check), and the queue keeps a row per rating for ever, so rewriting every
+    # row would hold the table's lock for as long as the ratings are many.
     op.execute(
         "UPDATE ledger_queue SET leaf_hash = "
-        "(SELECT r.leaf_hash FROM ratings r WHERE r.id = ledger_queue.rating_id)"
+        "(SELECT r.leaf_hash FROM ratings r WHERE r.id = ledger_queue.rating_id) "
+        "WHERE sequenced_at IS NULL"
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_FUNCTION)
