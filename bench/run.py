@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_PG))
     p.add_argument("--workdir", default=str(HERE / ".work"))
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
+    p.add_argument("--out", default=None, help="results file (default bench/results*.json)")
     p.add_argument(
         "--data-sizes",
         default=None,
@@ -214,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "figures": [f.as_json() for f in figures],
     }
     results = RESULTS.with_name("results-quick.json") if a.quick else RESULTS
+    results = Path(a.out) if a.out else results
     results.write_text(json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n")
     if not a.no_doc and not a.quick:  # the doc keeps the full run's table
         write_doc(figures, info, a.quick, elapsed)
