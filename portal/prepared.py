@@ -12,7 +12,9 @@ are stored exactly as SQLAlchemy stores them (SQLite's DATETIME strings, boolean
 difference. It runs in the caller's transaction: the same DBAPI connection.
 
 Only for statements on the ratings' write path; everything else goes through
-SQLAlchemy as usual.
+SQLAlchemy as usual. Not handled, because none of these statements needs it: result
+columns of Numeric or Float type on psycopg (their result processor wants the cursor's
+type code), and UPDATEs of tables with `onupdate` defaults (Core would fill them in).
 """
 
 from __future__ import annotations
