@@ -189,6 +189,19 @@ def pending(engine: Engine) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
+def catch_up(engine: Engine, index: SearchIndex, limit: int = 500, rounds: int = 20) -> int:
+    """drain() again at once while it finds a full batch, up to `rounds` batches: the
+    app's round every 2 s would otherwise index at most `limit` rows per round, and fall
+    ever further behind a sustained 250+ ratings/s (docs/performance.md)."""
+    total = 0
+    for _ in range(rounds):
+        done = drain(engine, index, limit)
+        total += done
+        if done < limit:
+            break
+    return total
+
+
 def run_worker(
     engine: Engine,
     index: SearchIndex,

@@ -21,6 +21,7 @@ from portal import ledger, search, sms
 from portal.config import ROOT, Settings, load_settings
 from portal.db import make_engine, unavailable
 from portal.page_cache import LoopVersions, PageCache
+from portal.search.outbox import catch_up
 from portal.secrets_files import ensure_key_file
 from portal.web import (
     audiences,
@@ -108,7 +109,7 @@ async def _every(seconds: float, job: Callable[[], Any], name: str) -> None:
 def _background(portal: Portal) -> list[asyncio.Task[None]]:
     tasks = [
         asyncio.create_task(
-            _every(2.0, lambda: search.drain(portal.engine, portal.search), "search-outbox")
+            _every(2.0, lambda: catch_up(portal.engine, portal.search), "search-outbox")
         )
     ]
     if portal.settings.checkpoint_interval > 0:

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 
 from portal.models import Outbox
 from portal.search import MeiliIndex, ReviewDoc, SearchQuery, SearchResult, drain
-from portal.search.outbox import BACKOFF_CAP, retry_after
+from portal.search.outbox import BACKOFF_CAP, catch_up, retry_after
 from portal.search.server import start
 from tests.search.conftest import Add, Shop, ids, require_binary, sync
 
@@ -156,3 +156,16 @@ def test_unreachable_meilisearch_is_unhealthy() -> None:
     from portal.search.server import free_port
 
     assert not MeiliIndex(f"http://127.0.0.1:{free_port()}", "k", timeout=1).healthy()
+
+
+def test_the_apps_round_catches_up_with_a_backlog(engine: Engine, sql_index: Any, add: Add) -> None:
+    """A backlog larger than one batch is indexed in one round of the app's job (full
+    batches go again at once), and a round that indexes nothing stops at once."""
+    sync(engine, sql_index)
+    made = [add(f"积压第{i}条", minutes_ago=i) for i in range(9)]
+    assert catch_up(engine, sql_index, limit=2) == 9
+    assert all(r.done_at is not None for r in outbox_rows(engine, made))
+    assert catch_up(engine, sql_index, limit=2) == 0
+    stuck = [add(f"索引故障第{i}条", minutes_ago=i) for i in range(3)]
+    assert catch_up(engine, Broken(), limit=2) == 0  # the first failed batch ends the round
+    assert sum(r.attempts for r in outbox_rows(engine, stuck)) == 2
