@@ -108,13 +108,7 @@ class Prepared:
     def rows_on(self, raw: Any, dialect: Dialect, params: Mapping[str, Any]) -> list[Any]:
         """The same on a DBAPI connection the caller holds itself (outside any pool)."""
         plan = self._plan(dialect, None)
-        values = plan.parameters(params)
-        try:
-            cursor = raw.execute(plan.sql, values)
-        except dialect.loaded_dbapi.Error as err:
-            raise DBAPIError.instance(
-                plan.sql, values, err, dialect.loaded_dbapi.Error, dialect=dialect
-            ) from err
+        cursor = _on_driver(raw, dialect, plan.sql, plan.parameters(params), many=False)
         return plan.rows(cursor.fetchall())
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
@@ -168,6 +162,11 @@ def _cursor(conn: Connection, sql: str, params: Any, many: bool) -> Any:
         conn.begin()
     raw = conn.connection.dbapi_connection
     assert raw is not None
+    return _on_driver(raw, conn.dialect, sql, params, many)
+
+
+def _on_driver(raw: Any, dialect: Dialect, sql: str, params: Any, many: bool) -> Any:
+    """Run on a DBAPI connection; the driver's errors raised as SQLAlchemy's."""
     cursor = raw.cursor()
     try:
         if many:
@@ -176,8 +175,8 @@ def _cursor(conn: Connection, sql: str, params: Any, many: bool) -> Any:
             cursor.execute(sql)
         else:
             cursor.execute(sql, params)
-    except conn.dialect.loaded_dbapi.Error as err:
+    except dialect.loaded_dbapi.Error as err:
         raise DBAPIError.instance(
-            sql, params, err, conn.dialect.loaded_dbapi.Error, dialect=conn.dialect
+            sql, params, err, dialect.loaded_dbapi.Error, dialect=dialect
         ) from err
     return cursor
