@@ -24,6 +24,7 @@ from moderation.flags import flag_texts
 from portal import page_cache, rollups
 from portal.canonical import rating_leaf_hash, text_commitment, timestamp, utc
 from portal.errors import Conflict, Invalid
+from portal.ids import new_id
 from portal.models import (
     CHANNELS,
     STAGES,
@@ -390,7 +391,7 @@ def _build(
     insurer_id, branch_id, staff_id = subjects.resolve(r)
     subjects.check_correction(r, insurer_id)
     score, top, bottom = normalise_score(r.scale, r.value)
-    rid = secrets.token_hex(16)
+    rid = new_id()
     salt = secrets.token_bytes(16)
     row: dict[str, Any] = dict(
         id=rid,

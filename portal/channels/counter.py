@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from portal.canonical import parts_fingerprint, utc
 from portal.credentials import device_for_token
 from portal.db import reading
 from portal.errors import Conflict, Invalid, NotFound
+from portal.ids import new_id
 from portal.models import (
     STAGES,
     Branch,
@@ -173,7 +173,7 @@ def _open_session(
         staff = _staff(conn, device.insurer_id, staff_no)
         now = datetime.now(UTC)
         row = dict(
-            id=secrets.token_hex(16),
+            id=new_id(),
             device_id=device.id,
             insurer_id=device.insurer_id,
             branch_id=device.branch_id,
