@@ -56,7 +56,7 @@ def deterministic(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     def reset() -> None:
         rng = random.Random(7)
-        monkeypatch.setattr(ratings.secrets, "token_hex", lambda n: rng.randbytes(n).hex())
+        monkeypatch.setattr(ratings, "new_id", lambda: rng.randbytes(16).hex())
         monkeypatch.setattr(ratings.secrets, "token_bytes", lambda n: rng.randbytes(n))
 
     monkeypatch.setattr(ratings, "datetime", _Frozen)
