@@ -235,7 +235,7 @@ def _load(
     workdir: Path,
     check: Callable[[int], None] | None = None,
 ) -> list[http.WrkResult]:
-    """A 2 s warm-up sizes the request files; then `runs` measured runs."""
+    """A 1 s warm-up sizes the request files; then `runs` measured runs."""
     workdir.mkdir(parents=True, exist_ok=True)
     prefix = workdir / "requests"
     # 1 s must not run out of distinct requests: the bare ceiling with 2 workers did

@@ -9,9 +9,9 @@ millions dirtied nearly every page of those indexes: on a 3M-row table 100k inse
 wrote 144 MB of WAL in 1.7 s, against 16 MB in 0.34 s with time-ordered ids
 (docs/performance.md, the checkpoint).
 
-An id tells when its row was made (to the millisecond), which `recorded_at` says
-publicly anyway. It is not a secret: nothing is granted by knowing one (a receipt needs
-its token).
+An id tells when its row was made, to the millisecond: a rating's receipt gives its
+`recorded_at` anyway, and a rating is shown with its date. An id is not a secret:
+knowing one grants nothing (a receipt page needs its token, a press its device's).
 """
 
 from __future__ import annotations
