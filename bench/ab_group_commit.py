@@ -1,10 +1,13 @@
 """A/B of the write path's switches on the ingest path: the same database and load, the
 server started alternately with GROUP_COMMIT=0/1 (each rating its own transaction in
 the threadpool, or portal/writer.py) and SQLITE_WRITE_LOCK=0/1 (SQLite's busy handler,
-or the in-process lock and the cross-process flock of portal/db.py).
+or the in-process lock and the cross-process flock of portal/db.py). A variant may
+instead name any settings of the server's environment, as KEY=VALUE pairs.
 
     .venv/bin/python -m bench.ab_group_commit [--backend sqlite] [--workers 1]
         [--channel counter] [--seconds 8] [--rounds 2] [--variant busy=1,0 ...]
+    .venv/bin/python -m bench.ab_group_commit --backend postgres \
+        --variant plain=PG_PIPELINE=0 --variant pipelined=PG_PIPELINE=1
 """
 
 from __future__ import annotations
@@ -28,27 +31,24 @@ def main() -> None:
     p.add_argument(
         "--variant",
         action="append",
-        metavar="NAME=GROUP,LOCK",
-        help="e.g. busy=1,0 (GROUP_COMMIT and SQLITE_WRITE_LOCK); default: the four mixes",
+        metavar="NAME=GROUP,LOCK|NAME=KEY=VALUE,...",
+        help="e.g. busy=1,0 (GROUP_COMMIT and SQLITE_WRITE_LOCK) or off=PG_PIPELINE=0;"
+        " default: the four mixes",
     )
     a = p.parse_args()
     work = Path("bench/.work/ab")
     fx = ingest.fixture(a.backend, f"bench_ab_{a.backend}", work, PG)
     make = ingest.counter_requests if a.channel == "counter" else ingest.phone_requests
     path = ingest.COUNTER if a.channel == "counter" else ingest.PHONE
-    variants = {
-        "old": ("0", "0"),
-        "lock": ("0", "1"),
-        "group": ("1", "0"),
-        "lock+group": ("1", "1"),
-    }
+    mixes = {"old": ("0", "0"), "lock": ("0", "1"), "group": ("1", "0"), "lock+group": ("1", "1")}
+    variants = {n: {"GROUP_COMMIT": g, "SQLITE_WRITE_LOCK": lk} for n, (g, lk) in mixes.items()}
     if a.variant:
-        variants = {n: tuple(v.split(",")) for n, v in (x.split("=") for x in a.variant)}
+        variants = dict(_variant(v) for v in a.variant)
     out: dict[str, list[http.WrkResult]] = {v: [] for v in variants}
     try:
         for _ in range(a.rounds):
-            for flag, (group, lock) in variants.items():
-                env = {**fx.env, "GROUP_COMMIT": group, "SQLITE_WRITE_LOCK": lock}
+            for flag, settings in variants.items():
+                env = {**fx.env, **settings}
                 ready = "/api/v1/openapi.json"
                 server = http.Server("app:app", a.workers, env=env, ready_path=ready)
                 with http.serving(server, work):
@@ -69,6 +69,15 @@ def main() -> None:
         fx.engine.dispose()
         if fx.drop:
             fx.drop()
+
+
+def _variant(arg: str) -> tuple[str, dict[str, str]]:
+    """`name=1,0` (GROUP_COMMIT, SQLITE_WRITE_LOCK) or `name=KEY=VALUE,KEY=VALUE`."""
+    name, _, spec = arg.partition("=")
+    if "=" in spec:
+        return name, dict(pair.split("=", 1) for pair in spec.split(","))
+    group, lock = spec.split(",")
+    return name, {"GROUP_COMMIT": group, "SQLITE_WRITE_LOCK": lock}
 
 
 if __name__ == "__main__":

@@ -8,16 +8,18 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from portal import rollups, writer
 from portal.errors import Conflict, Invalid
 from portal.models import Insurer, Rating
+from portal.prepared import Prepared
 from portal.ratings import record, record_many
 from portal.writer import group_commit, writer_for
 from tests.factories import CHINA, World, key, make_world, rating_in
@@ -149,6 +151,58 @@ def test_a_database_error_in_one_unit_leaves_the_batch_and_the_writer_working(
         dup = conn.execute(text("SELECT count(*) FROM insurers WHERE code = 'ZZDUP'")).scalar()
     assert {r.id for r in receipts} <= stored
     assert dup == 0  # the unit's first insert was rolled back with it
+
+
+def test_a_units_refused_insert_is_its_own_error_even_when_sent_without_waiting(
+    engine: Engine, world: World
+) -> None:
+    """On PostgreSQL a batch runs in pipeline mode: an INSERT on the driver is sent
+    without waiting for its answer, so the database's refusal arrives later. It must
+    still fail the unit that sent it (at the unit's end), not the next unit, and an
+    UPDATE's row count must be the real one (here it is what tells a unit that another
+    one already took the row)."""
+    from sqlalchemy.exc import IntegrityError
+
+    add = Prepared(Insurer.__table__.insert())
+    rename = Prepared(
+        update(Insurer)
+        .where(Insurer.code == bindparam("c"), Insurer.name == "first")
+        .values(name=bindparam("n"))
+    )
+    code = f"ZP{random.randrange(16**8):08x}"
+    row = {"code": code, "name": "first", "created_at": datetime.now(CHINA)}
+
+    def refused(conn: Connection) -> None:
+        add.executemany(conn, [row])  # a code already taken: refused, answered later
+
+    def renames(name: str) -> Callable[[Connection], int]:
+        return lambda conn: rename.execute(conn, {"c": code, "n": name})
+
+    with engine.begin() as conn:
+        add.executemany(conn, [row])
+    before = _count(engine)
+    blocker = Blocker()
+    with ThreadPoolExecutor(5) as pool:
+        held = blocker.hold(pool, engine)
+        bad = pool.submit(group_commit, engine, refused)
+        _queued(engine, 1)
+        after = pool.submit(record, engine, rating_in(world, value=4))
+        _queued(engine, 2)
+        first = pool.submit(group_commit, engine, renames("renamed"))
+        _queued(engine, 3)
+        second = pool.submit(group_commit, engine, renames("again"))
+        _queued(engine, 4)
+        blocker.gate.set()
+        held.result()
+        with pytest.raises(IntegrityError, match="(?i)unique|duplicate"):
+            bad.result()
+        receipt = after.result()
+        assert (first.result(), second.result()) == (1, 0)
+    assert _count(engine) == before + 1
+    with engine.connect() as conn:
+        assert conn.execute(select(Rating.id).where(Rating.id == receipt.id)).scalar()
+        names = conn.execute(select(Insurer.name).where(Insurer.code == code)).scalars().all()
+    assert names == ["renamed"]
 
 
 def test_a_within_failure_rolls_back_its_rating_only(engine: Engine, world: World) -> None:
