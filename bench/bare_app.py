@@ -54,10 +54,11 @@ async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
     yield {"portal": portal}
 
 
-async def ingest(request: Request) -> Response:
+async def parse(request: Request) -> tuple[Response | None, bytes]:
+    """The HTTP part of a rating: (a 401 answer or None, the raw body)."""
     if not request.headers.get("authorization") and not request.headers.get("x-signature"):
-        return JSONResponse({"error": "missing_token"}, status_code=401)
-    body, _ = await read_json(request)
+        return JSONResponse({"error": "missing_token"}, status_code=401), b""
+    body, raw = await read_json(request)
     if "session_id" in body:  # counter
         fields = ("session_id", "level", "idempotency_key")
     else:  # phone
@@ -65,7 +66,12 @@ async def ingest(request: Request) -> Response:
     for name in fields:
         required_text(body, name)
     time_field(body, "occurred_at")
-    return JSONResponse(RECEIPT, status_code=201)
+    return None, raw
+
+
+async def ingest(request: Request) -> Response:
+    refused, _ = await parse(request)
+    return refused or JSONResponse(RECEIPT, status_code=201)
 
 
 async def insurer_page(request: Request) -> Response:

@@ -9,6 +9,11 @@ Every request is distinct and must be accepted (201):
 - phone: a hotline keypad rating per request, HMAC-SHA256 signed over the timestamp
   and body (generated just before the run, inside the 300 s window), call_id unique.
 After each run the database must hold at least as many ratings as wrk counted.
+
+The full run also measures the durable-write floor (bench/floor_app.py): the bare POST
+plus one row committed through the portal's writer before the 201. Its ratio to the
+ceiling is what any endpoint that keeps what it acknowledges reaches at most here; it
+has no target of its own.
 """
 
 from __future__ import annotations
@@ -258,8 +263,8 @@ def _load(
     return results
 
 
-def ceiling(workers: int, duration: float, runs: int, workdir: Path) -> list[http.WrkResult]:
-    """The bare POST ceiling, fed the same counter-shaped request files."""
+def _bare_requests() -> Callable[[int], list[bytes]]:
+    """Counter-shaped requests for the bare endpoints, each with its own key."""
     n = [0]
 
     def make(count: int) -> list[bytes]:
@@ -275,9 +280,59 @@ def ceiling(workers: int, duration: float, runs: int, workdir: Path) -> list[htt
         n[0] += count
         return out
 
+    return make
+
+
+def ceiling(workers: int, duration: float, runs: int, workdir: Path) -> list[http.WrkResult]:
+    """The bare POST ceiling, fed the same counter-shaped request files."""
     server = http.Server("bench.bare_app:app", workers, ready_path="/ping")
     with http.serving(server, workdir):
-        return _load(server, COUNTER, make, duration, runs, workdir)
+        return _load(server, COUNTER, _bare_requests(), duration, runs, workdir)
+
+
+def floor(
+    backend: str,
+    workers: int,
+    duration: float,
+    runs: int,
+    workdir: Path,
+    postgres_url: str | None,
+    ceiling_median: float,
+) -> Figure:
+    """The durable-write floor (bench/floor_app.py) on a fresh database."""
+    from bench.floor_app import FLOOR
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    url, drop = make_database(backend, f"bench_floor_{backend}_w{workers}", workdir, postgres_url)
+    engine = make_engine(url)
+    FLOOR.metadata.create_all(engine)
+    sent = [0]
+
+    def check(requests: int) -> None:
+        sent[0] += requests
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(FLOOR)).scalar_one()
+        if stored < sent[0]:
+            raise RuntimeError(f"wrk counted {sent[0]} stored rows, the table has {stored}")
+
+    server = http.Server(
+        "bench.floor_app:app", workers, env={"BENCH_FLOOR_URL": url}, ready_path="/ping"
+    )
+    try:
+        with http.serving(server, workdir):
+            results = _load(server, COUNTER, _bare_requests(), duration, runs, workdir, check)
+    finally:
+        engine.dispose()
+        drop()
+    return Figure(
+        name=f"floor.insert.{backend}.w{workers}",
+        title=f"Durable-write floor: bare POST + one row committed, {backend}, {workers} worker(s)",
+        unit="req/s",
+        runs=[r.rps for r in results],
+        ceiling=ceiling_median,
+        ceiling_name=f"ceiling.post.w{workers}",
+        detail={"p99_ms": [r.p99_ms for r in results]},
+    )
 
 
 def run(
@@ -305,6 +360,12 @@ def run(
         )
         ceiling_median = figures[-1].median
         for backend in backends:
+            if not quick:
+                print(f"  durable-write floor, {backend}, {workers} worker(s)", flush=True)
+                sub = workdir / f"floor-{backend}-w{workers}"
+                figures.append(
+                    floor(backend, workers, duration, runs, sub, postgres_url, ceiling_median)
+                )
             fx = fixture(backend, f"bench_http_{backend}_w{workers}", workdir, postgres_url)
             try:
                 figures += _measure_backend(
