@@ -11,7 +11,10 @@ search, checkpoint: bench/data_figures.py, when present).
 
 --quick writes bench/results-quick.json and leaves docs/performance.md alone (its
 table is the full run's). With --quick the exit status is 1 when any figure is below half its target
-(`Figure.meets(0.5)`): a regression guard, not a measurement.
+(`Figure.meets(0.5)`): a regression guard, not a measurement. `--unguarded PREFIX`
+reports the figures whose names start with PREFIX as usual, shortfall included, but
+leaves them out of the exit status: .ci/run does so for `ingest.` while its target
+awaits a decision (docs/performance.md, "Where the figures stand").
 """
 
 from __future__ import annotations
@@ -156,6 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-doc", action="store_true", help="do not rewrite docs/performance.md")
     p.add_argument("--out", default=None, help="results file (default bench/results*.json)")
     p.add_argument(
+        "--unguarded",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="figures named PREFIX... are reported but do not fail the --quick guard",
+    )
+    p.add_argument(
         "--data-sizes",
         default=None,
         metavar="SMALL,LARGE",
@@ -221,13 +231,23 @@ def main(argv: list[str] | None = None) -> int:
         write_doc(figures, info, a.quick, elapsed)
     print(table(figures))
     print(f"{len(figures)} figures in {elapsed:.0f} s; results in {results}")
+    return verdict(figures, a.quick, tuple(a.unguarded))
+
+
+def verdict(figures: list[Figure], quick: bool, unguarded: tuple[str, ...] = ()) -> int:
+    """Print the shortfalls; with --quick, 1 when a guarded figure is below half its
+    target."""
     below = [f for f in figures if f.meets(0.5) is False]
+    guarded = [f for f in below if not f.name.startswith(unguarded)] if unguarded else below
     for f in below:
-        print(f"BELOW HALF ITS TARGET: {f.name} = {f.judged_value:.3g} (target {f.target})")
+        how = "BELOW HALF ITS TARGET" if f in guarded else "below half its target, unguarded"
+        print(f"{how}: {f.name} = {f.judged_value:.3g} (target {f.target})")
     missed = [f.name for f in figures if f.meets() is False]
     if missed:
         print(f"targets not met: {', '.join(missed)}")
-    return 1 if a.quick and below else 0
+    if quick:
+        print(f"guard: {len(guarded)} guarded figure(s) below half their target")
+    return 1 if quick and guarded else 0
 
 
 if __name__ == "__main__":
