@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, MetaData, String, Table, Text
+from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -39,10 +39,10 @@ FLOOR = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 _INSERT = Prepared(FLOOR.insert())
-_engine = None
+_engine: Engine | None = None
 
 
-def engine() -> object:
+def engine() -> Engine:
     global _engine
     if _engine is None:  # per worker process, after the fork
         _engine = make_engine(os.environ["BENCH_FLOOR_URL"])
@@ -54,7 +54,7 @@ async def store(request: Request) -> Response:
     if refused:
         return refused
     row = {"id": new_id(), "body": raw.decode(), "received_at": datetime.now(UTC)}
-    await writer.commit(engine(), lambda conn: _INSERT.executemany(conn, [row]))  # type: ignore[arg-type]
+    await writer.commit(engine(), lambda conn: _INSERT.executemany(conn, [row]))
     return JSONResponse(RECEIPT, status_code=201)
 
 
