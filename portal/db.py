@@ -16,7 +16,6 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from portal import prepared
 from portal.config import ROOT, Settings
 from portal.models import APPEND_ONLY, SQLModel
 
@@ -198,9 +197,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
     # checkout and replaced. connect_timeout: an unreachable server fails a request in
     # seconds (a 503) instead of hanging it.
     kw.setdefault("connect_args", {"connect_timeout": CONNECT_TIMEOUT})
-    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
-    event.listen(engine, "after_cursor_execute", prepared.sync_after_core)
-    return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
 
 
 CONNECT_TIMEOUT = 5  # seconds

@@ -20,9 +20,7 @@ type code), and UPDATEs of tables with `onupdate` defaults (Core would fill them
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,13 +102,8 @@ class Prepared:
     def rows(self, conn: Connection, params: Mapping[str, Any]) -> list[Any]:
         """Every row of a SELECT, as named tuples."""
         plan = self._plan(conn.dialect, None)
-        values = plan.parameters(params)
-        cursor = _run(conn, plan, values)
-        try:  # in pipeline mode, an earlier statement's error is raised here
-            raw = cursor.fetchall()
-        except conn.dialect.loaded_dbapi.Error as err:
-            raise _translated(conn.dialect, plan.sql, values, err) from err
-        return plan.rows(raw)
+        cursor = _run(conn, plan, plan.parameters(params))
+        return plan.rows(cursor.fetchall())
 
     def rows_on(self, raw: Any, dialect: Dialect, params: Mapping[str, Any]) -> list[Any]:
         """The same on a DBAPI connection the caller holds itself (outside any pool)."""
@@ -130,9 +123,7 @@ class Prepared:
         """One execution of a statement that returns no rows; the rows it changed."""
         keys = tuple(params) if isinstance(self.stmt, Insert) else None
         plan = self._plan(conn.dialect, keys)
-        cursor = _run(conn, plan, plan.parameters(params))
-        sync(conn)  # in pipeline mode the count comes with the answer
-        return int(cursor.rowcount)
+        return _run(conn, plan, plan.parameters(params)).rowcount
 
     def executemany(self, conn: Connection, params: Sequence[Mapping[str, Any]]) -> None:
         """An INSERT or UPDATE for many parameter sets (of the same keys)."""
@@ -185,56 +176,7 @@ def _on_driver(raw: Any, dialect: Dialect, sql: str, params: Any, many: bool) ->
         else:
             cursor.execute(sql, params)
     except dialect.loaded_dbapi.Error as err:
-        raise _translated(dialect, sql, params, err) from err
+        raise DBAPIError.instance(
+            sql, params, err, dialect.loaded_dbapi.Error, dialect=dialect
+        ) from err
     return cursor
-
-
-def _translated(dialect: Dialect, sql: str, params: Any, err: Exception) -> DBAPIError:
-    return DBAPIError.instance(sql, params, err, dialect.loaded_dbapi.Error, dialect=dialect)
-
-
-# psycopg's pipeline mode for a group-commit batch on PostgreSQL (PG_PIPELINE=0 turns it
-# off): the statements whose answer nobody reads at once (SAVEPOINT, the INSERTs) are
-# sent without waiting, and the round trips of a rating fall from about a dozen to the
-# few its reads need, plus the sync at its end that raises its own errors.
-PIPELINE = "portal.pipeline"  # conn.info: the batch's psycopg Pipeline
-PIPELINE_ENABLED = os.environ.get("PG_PIPELINE", "1") != "0"
-
-
-@contextlib.contextmanager
-def pipeline(conn: Connection) -> Iterator[None]:
-    """The block's statements in pipeline mode, where the driver has one (psycopg)."""
-    raw = conn.connection.dbapi_connection
-    if not PIPELINE_ENABLED or not hasattr(raw, "pipeline"):
-        yield
-        return
-    info = conn.info
-    try:
-        with raw.pipeline() as pipe:
-            info[PIPELINE] = pipe
-            try:
-                yield
-            finally:
-                info.pop(PIPELINE, None)
-    except conn.dialect.loaded_dbapi.Error as err:  # the last statements' answers
-        raise _translated(conn.dialect, "(pipeline sync)", None, err) from err
-
-
-def sync(conn: Connection) -> None:
-    """Wait for the answers of the statements sent so far in pipeline mode (a no-op
-    outside it); an error among them is raised here, as SQLAlchemy's."""
-    pipe = conn.info.get(PIPELINE)
-    if pipe is None:
-        return
-    try:
-        pipe.sync()
-    except conn.dialect.loaded_dbapi.Error as err:
-        raise _translated(conn.dialect, "(pipeline sync)", None, err) from err
-
-
-def sync_after_core(conn: Connection, *_: Any) -> None:
-    """An `after_cursor_execute` listener: a statement run through SQLAlchemy's Connection
-    reads its result's description at once, so in pipeline mode it waits for it."""
-    pipe = conn.info.get(PIPELINE)
-    if pipe is not None:
-        pipe.sync()

@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from portal import rollups
-from portal.prepared import driver_sql, pipeline, sync
+from portal.prepared import driver_sql
 
 T = TypeVar("T")
 MAX_BATCH = 256  # units per transaction
@@ -122,38 +122,6 @@ class GroupWriter:
             except BaseException as err:  # a fault here must not leave callers waiting
                 _fail(units, err)
 
-    def _units(
-        self,
-        conn: Connection,
-        units: list[_Unit],
-        deferred: rollups.Deferred,
-        outcomes: list[tuple[Future[Any], Any, BaseException | None]],
-    ) -> None:
-        for fn, future in units:
-            if not future.set_running_or_notify_cancel():
-                continue
-            # One fixed savepoint name, issued on the driver: begin_nested()
-            # numbers its savepoints, so SQLAlchemy compiled each one anew.
-            driver_sql(conn, SAVEPOINT)
-            try:
-                result = fn(conn)
-                sync(conn)  # pipeline mode: the unit's own errors are raised here
-            except BaseException as err:  # this unit only
-                try:
-                    driver_sql(conn, ROLLBACK_TO)
-                    driver_sql(conn, RELEASE)
-                    sync(conn)
-                except BaseException:
-                    # The connection itself is gone (a restart): the batch is
-                    # lost, and its callers get this cause, not the aftermath.
-                    raise err from None
-                deferred.drop()
-                outcomes.append((future, None, err))
-            else:
-                driver_sql(conn, RELEASE)
-                deferred.keep()
-                outcomes.append((future, result, None))
-
     def _commit(self, units: list[_Unit]) -> None:
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
@@ -167,8 +135,28 @@ class GroupWriter:
                 info = conn.info
                 deferred = info[rollups.DEFERRED] = rollups.Deferred()
                 try:
-                    with pipeline(conn):
-                        self._units(conn, units, deferred, outcomes)
+                    for fn, future in units:
+                        if not future.set_running_or_notify_cancel():
+                            continue
+                        # One fixed savepoint name, issued on the driver: begin_nested()
+                        # numbers its savepoints, so SQLAlchemy compiled each one anew.
+                        driver_sql(conn, SAVEPOINT)
+                        try:
+                            result = fn(conn)
+                        except BaseException as err:  # this unit only
+                            try:
+                                driver_sql(conn, ROLLBACK_TO)
+                                driver_sql(conn, RELEASE)
+                            except BaseException:
+                                # The connection itself is gone (a restart): the batch is
+                                # lost, and its callers get this cause, not the aftermath.
+                                raise err from None
+                            deferred.drop()
+                            outcomes.append((future, None, err))
+                        else:
+                            driver_sql(conn, RELEASE)
+                            deferred.keep()
+                            outcomes.append((future, result, None))
                     deferred.flush(conn)
                 finally:
                     info.pop(rollups.DEFERRED, None)  # info outlives the checkout
