@@ -7,7 +7,7 @@ instead name any settings of the server's environment, as KEY=VALUE pairs.
     .venv/bin/python -m bench.ab_group_commit [--backend sqlite] [--workers 1]
         [--channel counter] [--seconds 8] [--rounds 2] [--variant busy=1,0 ...]
     .venv/bin/python -m bench.ab_group_commit --backend postgres \
-        --variant plain=PG_PIPELINE=0 --variant pipelined=PG_PIPELINE=1
+        --variant group=GROUP_COMMIT=1 --variant own=GROUP_COMMIT=0
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main() -> None:
         "--variant",
         action="append",
         metavar="NAME=GROUP,LOCK|NAME=KEY=VALUE,...",
-        help="e.g. busy=1,0 (GROUP_COMMIT and SQLITE_WRITE_LOCK) or off=PG_PIPELINE=0;"
+        help="e.g. busy=1,0 (GROUP_COMMIT and SQLITE_WRITE_LOCK) or own=GROUP_COMMIT=0;"
         " default: the four mixes",
     )
     a = p.parse_args()

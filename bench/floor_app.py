@@ -5,7 +5,7 @@ before the answer, through the portal's own group-commit writer.
 
 `POST /api/v1/counter/ratings` parses the body as the bare endpoint does, then stores
 (a new id, the raw body, the time) in `bench_floor` with `portal.writer.commit` (the
-SQLite write lock and fsync per batch, or PostgreSQL's pipeline and WAL flush per
+SQLite write lock and fsync per batch, or PostgreSQL's round trips and WAL flush per
 batch) and answers 201 only after the COMMIT, as design.md's invariant 4 asks of every
 rating. No token lookup, no idempotency key, no hashing, no rollups, no ledger, no
 outbox: what any endpoint that keeps what it acknowledges costs at least, with this
