@@ -263,6 +263,20 @@ def _load(
     return results
 
 
+def _all_stored(stored: Callable[[], int]) -> Callable[[int], None]:
+    """A check for `_load`: after each run the database holds at least as many rows as
+    wrk counted answered requests, over all runs so far."""
+    sent = [0]
+
+    def check(requests: int) -> None:
+        sent[0] += requests
+        held = stored()
+        if held < sent[0]:
+            raise RuntimeError(f"wrk counted {sent[0]} accepted requests, the database has {held}")
+
+    return check
+
+
 def _bare_requests() -> Callable[[int], list[bytes]]:
     """Counter-shaped requests for the bare endpoints, each with its own key."""
     n = [0]
@@ -306,20 +320,17 @@ def floor(
     url, drop = make_database(backend, f"bench_floor_{backend}_w{workers}", workdir, postgres_url)
     engine = make_engine(url)
     FLOOR.metadata.create_all(engine)
-    sent = [0]
 
-    def check(requests: int) -> None:
-        sent[0] += requests
+    def stored() -> int:
         with engine.connect() as conn:
-            stored = conn.execute(select(func.count()).select_from(FLOOR)).scalar_one()
-        if stored < sent[0]:
-            raise RuntimeError(f"wrk counted {sent[0]} stored rows, the table has {stored}")
+            return int(conn.execute(select(func.count()).select_from(FLOOR)).scalar_one())
 
     server = http.Server(
         "bench.floor_app:app", workers, env={"BENCH_FLOOR_URL": url}, ready_path="/ping"
     )
     try:
         with http.serving(server, workdir):
+            check = _all_stored(stored)
             results = _load(server, COUNTER, _bare_requests(), duration, runs, workdir, check)
     finally:
         engine.dispose()
@@ -388,13 +399,7 @@ def _measure_backend(
     ceiling_median: float,
 ) -> list[Figure]:
     figures = []
-    sent = [0]
-
-    def check(requests: int) -> None:
-        sent[0] += requests
-        stored = fx.ratings()
-        if stored < sent[0]:
-            raise RuntimeError(f"wrk counted {sent[0]} accepted ratings, database has {stored}")
+    check = _all_stored(fx.ratings)
 
     server = http.Server("app:app", workers, env=fx.env, ready_path="/api/v1/openapi.json")
     rss: list[float] = []

@@ -238,7 +238,7 @@ def verdict(figures: list[Figure], quick: bool, unguarded: tuple[str, ...] = ())
     """Print the shortfalls; with --quick, 1 when a guarded figure is below half its
     target."""
     below = [f for f in figures if f.meets(0.5) is False]
-    guarded = [f for f in below if not f.name.startswith(unguarded)] if unguarded else below
+    guarded = [f for f in below if not f.name.startswith(unguarded)]  # () spares none
     for f in below:
         how = "BELOW HALF ITS TARGET" if f in guarded else "below half its target, unguarded"
         print(f"{how}: {f.name} = {f.judged_value:.3g} (target {f.target})")
